@@ -1,0 +1,106 @@
+"""``VideoRecord``: one video of a corpus, the row type of a :class:`~dftoolkit.manifest.Manifest`."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from dftoolkit.paths import PathEscapeError, normalise_relpath
+
+__all__ = ["LABELS", "SPLITS", "RecordError", "VideoRecord"]
+
+LABELS = {0: "real", 1: "fake"}
+SPLITS = ("train", "val", "test")
+
+
+class RecordError(ValueError):
+    """A record field has a wrong type or value."""
+
+
+@dataclass(frozen=True, slots=True)
+class VideoRecord:
+    """One video (or frame sequence) of a corpus.
+
+    Attributes:
+        dataset: corpus name, e.g. ``"ffpp"``.
+        video_id: unique within ``dataset``, stable across runs, no path separators.
+        relpath: POSIX path relative to the corpus root, never absolute, never escaping it.
+        label: 0 real, 1 fake.
+        method: manipulation method (``"Deepfakes"``, ``"swap"``...); for reals the source kind or None.
+        compression: e.g. ``"raw"``, ``"c23"``, ``"c40"``.
+        split: ``"train"``, ``"val"``, ``"test"`` or None when not assigned.
+        target_id: identity (or original video id) whose video is shown; for reals, the person.
+        source_id: identity (or video id) that provides the face or expression of a fake.
+        original_id: for fakes, the ``video_id`` of the real video whose frames were modified.
+        mask_relpath: relative path of the manipulation-mask video, when the corpus has one.
+        perturbation: post-processing chain such as ``"CS:3 GB:2"``.
+        frames, fps, width, height: filled by probing; None when unknown.
+    """
+
+    dataset: str
+    video_id: str
+    relpath: str
+    label: int
+    method: str | None = None
+    compression: str | None = None
+    split: str | None = None
+    target_id: str | None = None
+    source_id: str | None = None
+    original_id: str | None = None
+    mask_relpath: str | None = None
+    perturbation: str | None = None
+    frames: int | None = None
+    fps: float | None = None
+    width: int | None = None
+    height: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("dataset", "video_id"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value.strip():
+                raise RecordError(f"{name} must be a non-empty string, got {value!r}")
+        if "/" in self.video_id or "\\" in self.video_id or self.video_id in (".", ".."):
+            raise RecordError(f"video_id {self.video_id!r} must not contain path separators")
+        if isinstance(self.label, bool) or not isinstance(self.label, int) or self.label not in LABELS:
+            raise RecordError(f"label must be 0 (real) or 1 (fake), got {self.label!r}")
+        if self.split is not None and self.split not in SPLITS:
+            raise RecordError(f"split must be one of {SPLITS} or None, got {self.split!r}")
+        for name in ("relpath", "mask_relpath"):
+            value = getattr(self, name)
+            if value is None and name == "mask_relpath":
+                continue
+            if not isinstance(value, str):
+                raise RecordError(f"{name} must be a string, got {value!r}")
+            try:
+                object.__setattr__(self, name, normalise_relpath(value))
+            except PathEscapeError as err:
+                raise RecordError(f"{name}: {err}") from None
+        for name in ("method", "compression", "target_id", "source_id", "original_id", "perturbation"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise RecordError(f"{name} must be a string or None, got {value!r}")
+        for name in ("frames", "width", "height"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                raise RecordError(f"{name} must be a non-negative integer or None, got {value!r}")
+        if self.fps is not None:
+            if isinstance(self.fps, bool) or not isinstance(self.fps, (int, float)) or not self.fps > 0:
+                raise RecordError(f"fps must be a positive number or None, got {self.fps!r}")
+            object.__setattr__(self, "fps", float(self.fps))
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """``(dataset, video_id)``: unique across concatenated manifests."""
+        return (self.dataset, self.video_id)
+
+    def replace(self, **changes: Any) -> VideoRecord:
+        """A copy with ``changes`` applied (and validated)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls))

@@ -1,0 +1,18 @@
+"""Video I/O: probing, frame-exact reading, sampling policies, H.264 and frame-folder writing."""
+
+from dftoolkit.video.probe import VideoDecodeError, VideoInfo, probe
+from dftoolkit.video.reader import PartialRead, VideoReader
+from dftoolkit.video.sampling import SAMPLING_POLICIES, sample_indices
+from dftoolkit.video.writer import FrameDirWriter, VideoWriter
+
+__all__ = [
+    "SAMPLING_POLICIES",
+    "FrameDirWriter",
+    "PartialRead",
+    "VideoDecodeError",
+    "VideoInfo",
+    "VideoReader",
+    "VideoWriter",
+    "probe",
+    "sample_indices",
+]

@@ -1,0 +1,28 @@
+"""Shared fixtures: the real sample media, fetched once into the user cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dftoolkit.samples import debian_available, fetch_samples, sample_path
+
+
+@pytest.fixture(scope="session")
+def samples_manifest():
+    """The real sample corpus (Manifest); Debian media included where apt-get exists."""
+    return fetch_samples()
+
+
+@pytest.fixture(scope="session")
+def sample():
+    """``sample("hello_720p")`` -> path of that fetched sample; skips Debian media without apt-get."""
+    from dftoolkit.samples import _lookup
+
+    def get(name: str) -> Path:
+        if _lookup(name).origin == "debian" and not debian_available():
+            pytest.skip(f"sample {name} needs apt-get (Debian)")
+        return sample_path(name)
+
+    return get

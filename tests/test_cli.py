@@ -1,0 +1,67 @@
+"""The dftoolkit command line: version, help on every command, samples and demo."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from dftoolkit import __version__
+from dftoolkit.cli import app
+
+runner = CliRunner()
+
+
+def _all_command_paths() -> list[list[str]]:
+    root = typer.main.get_command(app)
+    paths = []
+
+    def walk(command, prefix: list[str]) -> None:
+        paths.append(prefix)
+        for name, sub in getattr(command, "commands", {}).items():  # groups have sub-commands
+            walk(sub, [*prefix, name])
+
+    walk(root, [])
+    return paths
+
+
+def test_version():
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout.strip() == f"dftoolkit {__version__}"
+
+
+@pytest.mark.parametrize("path", _all_command_paths(), ids=lambda p: " ".join(p) or "dftoolkit")
+def test_every_command_has_help(path):
+    result = runner.invoke(app, [*path, "--help"])
+    assert result.exit_code == 0 and "Usage" in result.stdout
+
+
+def test_commands_registered():
+    names = {" ".join(p) for p in _all_command_paths()}
+    assert {"samples fetch", "samples list", "info", "demo"} <= names
+
+
+def test_samples_list_and_info(samples_manifest):
+    listing = runner.invoke(app, ["samples", "list"])
+    assert listing.exit_code == 0 and "carphone_pristine.mp4" in listing.stdout
+    info = runner.invoke(app, ["info", str(samples_manifest.root / "manifest.parquet"), "--by", "target_id"])
+    assert info.exit_code == 0 and "carphone" in info.stdout
+
+
+@pytest.mark.slow
+def test_demo_writes_a_contact_sheet(samples_manifest, tmp_path):
+    import cv2
+
+    result = runner.invoke(app, ["--quiet", "demo", "--out", str(tmp_path), "--frames", "8"])
+    assert result.exit_code == 0, result.output
+    assert "Contact sheet" in result.stdout
+    sheet = cv2.imread(str(tmp_path / "samples_sheet.png"))
+    assert sheet is not None and sheet.shape[0] >= 96 * len(samples_manifest)
+
+
+def test_console_script_is_installed():
+    done = subprocess.run([sys.executable, "-m", "dftoolkit", "--version"], capture_output=True, text=True)
+    assert done.returncode == 0 and __version__ in done.stdout

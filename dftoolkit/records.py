@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +12,7 @@ from dftoolkit.paths import PathEscapeError, normalise_relpath
 __all__ = ["LABELS", "SPLITS", "RecordError", "VideoRecord"]
 
 LABELS = {0: "real", 1: "fake"}
+_UNSAFE_ID = re.compile(r'[/\\:*?"<>|\x00-\x1f]')
 SPLITS = ("train", "val", "test")
 
 
@@ -24,7 +26,8 @@ class VideoRecord:
 
     Attributes:
         dataset: corpus name, e.g. ``"ffpp"``.
-        video_id: unique within ``dataset``, stable across runs, no path separators.
+        video_id: unique within ``dataset``, stable across runs, usable as a file name (it names
+            per-video output folders): no ``/ \\ : * ? " < > |``.
         relpath: POSIX path relative to the corpus root, never absolute, never escaping it.
         label: 0 real, 1 fake.
         method: manipulation method (``"Deepfakes"``, ``"swap"``...); for reals the source kind or None.
@@ -60,8 +63,11 @@ class VideoRecord:
             value = getattr(self, name)
             if not isinstance(value, str) or not value.strip():
                 raise RecordError(f"{name} must be a non-empty string, got {value!r}")
-        if "/" in self.video_id or "\\" in self.video_id or self.video_id in (".", ".."):
-            raise RecordError(f"video_id {self.video_id!r} must not contain path separators")
+        if _UNSAFE_ID.search(self.video_id) or self.video_id in (".", ".."):
+            raise RecordError(
+                f"video_id {self.video_id!r} must be usable as a file name on every OS "
+                '(no / \\ : * ? " < > | or control characters)'
+            )
         if isinstance(self.label, bool) or not isinstance(self.label, int) or self.label not in LABELS:
             raise RecordError(f"label must be 0 (real) or 1 (fake), got {self.label!r}")
         if self.split is not None and self.split not in SPLITS:

@@ -275,7 +275,7 @@ def fetch_samples(
     """Fetch every sample into ``root`` (default :func:`cache_dir`); Debian ones when ``apt-get``
     is there, or as ``debian`` says.
 
-    Returns the real face videos as a Manifest (``dataset="samples"``, label 0, ``target_id`` =
+    Returns the real face videos as a Manifest (``dataset="samples"``, label 0, ``method="real"``, ``target_id`` =
     the person; frames/fps/size filled when ``probe``) whose root is the samples folder. The
     Manifest is also written to ``<root>/manifest.parquet``.
     """
@@ -301,7 +301,7 @@ def fetch_samples(
                 video_id=spec.stem,
                 relpath=spec.name,
                 label=spec.label,
-                method="original",
+                method="real",
                 target_id=spec.identity,
                 **fields,
             )

@@ -36,6 +36,7 @@ lint: setup
 
 bench: setup
 	$(PY) bench/decode.py
+	$(PY) bench/index.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -269,14 +269,12 @@ def sample_stills(root: str | os.PathLike[str] | None = None) -> list[tuple[Path
     return [(folder / s.name, s) for s in stills]
 
 
-def fetch_samples(
-    root: str | os.PathLike[str] | None = None, *, debian: bool | None = None, probe: bool = True
-) -> Manifest:
+def fetch_samples(root: str | os.PathLike[str] | None = None, *, debian: bool | None = None) -> Manifest:
     """Fetch every sample into ``root`` (default :func:`cache_dir`); Debian ones when ``apt-get``
     is there, or as ``debian`` says.
 
-    Returns the real face videos as a Manifest (``dataset="samples"``, label 0, ``method="real"``, ``target_id`` =
-    the person; frames/fps/size filled when ``probe``) whose root is the samples folder. The
+    Returns the real face videos as a Manifest (``dataset="samples"``, label 0, ``method="real"``,
+    ``target_id`` = the person; frames (exact), fps and size probed) whose root is the samples folder. The
     Manifest is also written to ``<root>/manifest.parquet``.
     """
     from dftoolkit.video import probe as probe_video
@@ -291,10 +289,7 @@ def fetch_samples(
     for spec in specs:
         if not (spec.is_video and spec.faces):
             continue
-        fields = {}
-        if probe:
-            info = probe_video(root / spec.name)
-            fields = {"frames": info.frames, "fps": info.fps, "width": info.width, "height": info.height}
+        info = probe_video(root / spec.name)
         records.append(
             VideoRecord(
                 dataset=DATASET,
@@ -303,7 +298,10 @@ def fetch_samples(
                 label=spec.label,
                 method="real",
                 target_id=spec.identity,
-                **fields,
+                frames=info.frames,
+                fps=info.fps,
+                width=info.width,
+                height=info.height,
             )
         )
     manifest = Manifest(records, root=root)

@@ -45,7 +45,9 @@ def tiny_frames(folder: Path, count: int = 4) -> Path:
 
     folder.mkdir(parents=True, exist_ok=True)
     for i, frame in enumerate(VideoReader(sample_path("carphone_pristine")).read(range(count))):
-        cv2.imwrite(str(folder / f"{i:04d}.png"), cv2.cvtColor(cv2.resize(frame, (64, 48)), cv2.COLOR_RGB2BGR))
+        cv2.imwrite(
+            str(folder / f"{i:04d}.png"), cv2.cvtColor(cv2.resize(frame, (64, 48)), cv2.COLOR_RGB2BGR)
+        )
     return folder
 
 
@@ -64,3 +66,13 @@ def write_text(path: Path, text: str) -> Path:
 def copy_tree(src: Path, dest: Path) -> Path:
     shutil.copytree(src, dest)
     return dest
+
+
+def by_id(manifest) -> dict:
+    """video_id -> record."""
+    return {r.video_id: r for r in manifest}
+
+
+def by_folder(report) -> dict:
+    """Expected-folder relpath -> its FolderReport."""
+    return {f.folder.relpath: f for f in report.folders}

@@ -15,7 +15,7 @@ from dftoolkit.progress import set_quiet
 
 __all__ = ["COMMAND_MODULES", "app", "main"]
 
-COMMAND_MODULES = ("samples", "manifest", "demo")
+COMMAND_MODULES = ("samples", "manifest", "corpora", "splits", "demo")
 
 app = typer.Typer(
     name="dftoolkit",

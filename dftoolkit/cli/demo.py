@@ -1,11 +1,13 @@
 """``dftoolkit demo``: the main job end to end on the real sample media.
 
-Grows with the toolkit; today: fetch the samples, index them, read 32 frames per video, and
-write a contact sheet.
+Grows with the toolkit. Today: fetch the samples; describe them as a corpus with a CSV; validate
+and index it through the ``folder`` loader (probing frames/fps/size); split it without leaks;
+export it; read 32 frames per video; write a contact sheet.
 """
 
 from __future__ import annotations
 
+import csv
 import time
 from pathlib import Path
 
@@ -13,28 +15,59 @@ import typer
 from rich.console import Console
 
 from dftoolkit.cli._render import dataframe_table
+from dftoolkit.corpora import index_corpus, validate_corpus
+from dftoolkit.export import export_manifest
+from dftoolkit.fileio import atomic_path
+from dftoolkit.probing import probe_manifest
 from dftoolkit.progress import progress
 from dftoolkit.samples import fetch_samples
 from dftoolkit.sheets import contact_sheet, write_png
+from dftoolkit.splits import check_leaks, grouped_split, split_summary
 from dftoolkit.video import VideoReader, sample_indices
+
+
+def _write_corpus_csv(path: Path, samples) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["path", "video_id", "label", "method", "target_id"])
+        for record in samples:
+            writer.writerow([record.relpath, record.video_id, record.label, record.method, record.target_id])
 
 
 def demo(
     out: Path = typer.Option(Path("demo-out"), help="Folder for the demo's outputs."),
     frames: int = typer.Option(32, help="Frames sampled per video."),
 ) -> None:
-    """Fetch the real sample media, index it as a corpus, sample frames, write a contact sheet."""
+    """Fetch the real sample media, index it as a corpus, split, export, sample frames, draw a sheet."""
     console = Console()
-    manifest = fetch_samples()
-    manifest_path = manifest.root / "manifest.parquet"
-    console.print(f"[bold]1. Sample corpus[/bold]: {len(manifest)} real videos in {manifest.root}")
-    console.print(dataframe_table(manifest.summary(by=("dataset", "label", "target_id")), str(manifest_path)))
-    console.print(dataframe_table(
-        manifest.to_pandas()[["video_id", "target_id", "frames", "fps", "width", "height"]].round({"fps": 2}),
-        "videos (probed: exact frame counts)",
-    ))  # fmt: skip
+    samples = fetch_samples()
+    root = samples.root
+    console.print(f"[bold]1. Sample media[/bold]: {len(samples)} real face videos fetched into {root}")
 
-    console.print(f"[bold]2. Sampling[/bold] {frames} evenly spaced frames per video")
+    corpus_csv = out / "samples.csv"
+    _write_corpus_csv(corpus_csv, samples)
+    report = validate_corpus("folder", root, probe=True, csv=str(corpus_csv.resolve()), dataset="samples")
+    status = "complete" if report.ok else "INCOMPLETE"
+    console.print(
+        f"[bold]2. Validate[/bold] (folder loader, {corpus_csv}): layout {status}, every file decodes"
+    )
+    manifest = index_corpus("folder", root, csv=str(corpus_csv.resolve()), dataset="samples")
+    manifest, failures = probe_manifest(manifest, exact=True)
+    for key, reason in failures.items():
+        console.print(f"  [yellow]could not probe {'/'.join(key)}: {reason}[/yellow]")
+    table = manifest.to_pandas()[["video_id", "target_id", "frames", "fps", "width", "height"]]
+    console.print(dataframe_table(table.round({"fps": 2}), "3. Index (probed: exact frame counts)"))
+
+    manifest = grouped_split(manifest, (0.5, 0.25, 0.25), seed=0)
+    leaks = check_leaks(manifest)
+    console.print(dataframe_table(split_summary(manifest).round({"share": 3}), "4. Grouped split by person"))
+    console.print(f"   leaks across splits: {len(leaks)} (a person's videos never straddle two splits)")
+    written = export_manifest(manifest, out / "export")
+    console.print(
+        "[bold]5. Export[/bold]: " + ", ".join(f"{kind} -> {path}" for kind, path in written.items())
+    )
+
+    console.print(f"[bold]6. Sampling[/bold] {frames} evenly spaced frames per video")
     rows = []
     for record in progress(manifest, "reading frames"):
         reader = VideoReader(manifest.path_of(record))
@@ -44,10 +77,10 @@ def demo(
         seconds = time.perf_counter() - start
         size = f"{clip.shape[2]}x{clip.shape[1]}"
         console.print(f"  {record.video_id:<20} {len(clip):>3} frames {size:>9} in {seconds:.3f} s")
-        rows.append((record.video_id, list(clip[:: max(1, len(clip) // 8)][:8])))
+        rows.append((f"{record.video_id} ({record.split})", list(clip[:: max(1, len(clip) // 8)][:8])))
     sheet_path = out / "samples_sheet.png"
     write_png(sheet_path, contact_sheet(rows))
-    console.print(f"[bold]3. Contact sheet[/bold]: {sheet_path.resolve()}")
+    console.print(f"[bold]7. Contact sheet[/bold]: {sheet_path.resolve()}")
 
 
 def register(app: typer.Typer) -> None:

@@ -27,7 +27,17 @@ __all__ = [
 ]
 
 # Each module registers its loader(s) with @register_corpus when imported.
-LOADER_MODULES = ("ffpp", "celebdf", "dfdc", "deeperforensics", "wilddeepfake", "dftimit", "uadfv", "toolkit", "folder")
+LOADER_MODULES = (
+    "ffpp",
+    "celebdf",
+    "dfdc",
+    "deeperforensics",
+    "wilddeepfake",
+    "dftimit",
+    "uadfv",
+    "toolkit",
+    "folder",
+)
 for _module in LOADER_MODULES:
     importlib.import_module(f"{__name__}.{_module}")
 
@@ -54,6 +64,8 @@ def index_corpus(name: str, root: str | os.PathLike[str], **options: Any) -> Man
     return get_corpus(name).index(_root(root), **options)
 
 
-def validate_corpus(name: str, root: str | os.PathLike[str], probe: bool = False, **options: Any) -> ValidationReport:
+def validate_corpus(
+    name: str, root: str | os.PathLike[str], probe: bool = False, **options: Any
+) -> ValidationReport:
     """Compare the tree at ``root`` with the official layout of ``name``."""
     return get_corpus(name).validate(_root(root), probe=probe, **options)

@@ -10,18 +10,19 @@ from __future__ import annotations
 import json
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 from dftoolkit.manifest import Manifest, ManifestError
-from dftoolkit.paths import PathEscapeError, resolve_within
 from dftoolkit.records import RecordError, VideoRecord
 from dftoolkit.registry import Registry
 
 __all__ = [
     "CORPORA",
+    "IMAGE_SUFFIXES",
     "VIDEO_SUFFIXES",
     "Corpus",
     "CorpusError",
@@ -29,20 +30,41 @@ __all__ = [
     "FolderReport",
     "ValidationReport",
     "build_manifest",
+    "counted",
+    "examples",
+    "expected_folders",
     "list_files",
+    "missing_files",
     "read_json",
     "read_lines",
     "register_corpus",
+    "validate_hint",
     "validate_layout",
 ]
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".mpeg", ".mpg", ".flv")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 CORPORA: Registry[type[Corpus]] = Registry("corpus")
 
 
 class CorpusError(ValueError):
     """A corpus tree or one of its metadata files is missing or malformed; the message names the file."""
+
+
+def examples(names: Sequence[str], limit: int = 5) -> str:
+    """Up to ``limit`` of ``names`` for a message: ``"a, b, c, ..."``."""
+    return ", ".join(names[:limit]) + (", ..." if len(names) > limit else "")
+
+
+def counted(names: Sequence[str], limit: int = 5) -> str:
+    """``"N: a, b, c, ..."``: how many, then up to ``limit`` of them."""
+    return f"{len(names)}: {examples(names, limit)}"
+
+
+def validate_hint(corpus: str, root: Path) -> str:
+    """The sentence that points a user from an indexing error to the layout report."""
+    return f"run `dftoolkit validate {corpus} {root}` for the full list"
 
 
 def register_corpus(cls: type[Corpus]) -> type[Corpus]:
@@ -60,6 +82,8 @@ class ExpectedFolder:
         suffixes: file suffixes that belong in it (lower case); other files are "unexpected".
         expected: names of the files that must be there, when metadata lists them; None when
             only the kind of file is known.
+        exclusive: with ``expected``, files not listed are "unexpected"; False when metadata
+            names only some of the files (e.g. Celeb-DF's test list).
         recursive: files may sit in sub-folders (frame sequences, nested archives).
         description: what the folder holds, shown in reports.
     """
@@ -68,6 +92,7 @@ class ExpectedFolder:
     required: bool = True
     suffixes: tuple[str, ...] = VIDEO_SUFFIXES
     expected: frozenset[str] | None = None
+    exclusive: bool = True
     recursive: bool = False
     description: str = ""
 
@@ -190,7 +215,9 @@ def read_lines(path: Path) -> list[str]:
         raise CorpusError(f"{path}: not a UTF-8 text file ({err})") from None
 
 
-def list_files(folder: Path, suffixes: tuple[str, ...] = VIDEO_SUFFIXES, recursive: bool = False) -> Iterator[str]:
+def list_files(
+    folder: Path, suffixes: tuple[str, ...] = VIDEO_SUFFIXES, recursive: bool = False
+) -> Iterator[str]:
     """Names (POSIX, relative to ``folder``) of the files with ``suffixes``, sorted; none if absent.
 
     Uses ``os.scandir`` (no stat beyond what the directory listing gives) so 100k files list in
@@ -212,34 +239,94 @@ def list_files(folder: Path, suffixes: tuple[str, ...] = VIDEO_SUFFIXES, recursi
     return iter(sorted(names))
 
 
-def build_manifest(records: list[VideoRecord], root: Path, *, roots: dict[str, Path] | None = None) -> Manifest:
+def missing_files(root: Path, relpaths: Iterable[str]) -> list[str]:
+    """The ``relpaths`` (files or folders) absent under ``root``, from one listing per folder (no stat)."""
+    listings: dict[str, set[str]] = {}
+    missing = []
+    for relpath in relpaths:
+        parent, _, name = relpath.rpartition("/")
+        if parent not in listings:
+            try:
+                listings[parent] = set(os.listdir(root / parent))
+            except (FileNotFoundError, NotADirectoryError):
+                listings[parent] = set()
+        if name not in listings[parent]:
+            missing.append(relpath)
+    return missing
+
+
+def expected_folders(relpaths: Iterable[str], description: str) -> list[ExpectedFolder]:
+    """One required :class:`ExpectedFolder` per folder holding ``relpaths``, expecting exactly those names."""
+    groups: dict[str, set[str]] = defaultdict(set)
+    for relpath in relpaths:
+        parent, _, name = relpath.rpartition("/")
+        groups[parent].add(name)
+    folders = []
+    for parent, names in sorted(groups.items()):
+        suffixes = {os.path.splitext(name)[1].lower() for name in names}
+        # A listed name without a suffix can only be matched by the empty suffix (every file).
+        kinds = ("",) if "" in suffixes else tuple(sorted(suffixes | set(VIDEO_SUFFIXES)))
+        folders.append(
+            ExpectedFolder(parent, suffixes=kinds, expected=frozenset(names), description=description)
+        )
+    return folders
+
+
+def build_manifest(
+    records: list[VideoRecord], root: Path, *, roots: dict[str, Path] | None = None
+) -> Manifest:
     """A Manifest of ``records`` under ``root`` (or per-dataset ``roots``, e.g. DeeperForensics
     fakes with FF++ reals). Duplicate ids and paths leading outside their root through a symlink
     raise CorpusError naming the files."""
     roots = roots or {record.dataset: root for record in records}
-    escaping = []
-    for record in records:
-        for relpath in (record.relpath, record.mask_relpath):
-            if relpath is None:
-                continue
-            try:
-                resolve_within(roots[record.dataset], relpath)
-            except PathEscapeError:
-                escaping.append(relpath)
+    escaping = list(_escaping(records, roots))
     if escaping:
-        shown = ", ".join(escaping[:5]) + (", ..." if len(escaping) > 5 else "")
-        raise CorpusError(f"{root}: {len(escaping)} path(s) lead outside the corpus root: {shown}")
+        raise CorpusError(
+            f"{root}: {len(escaping)} path(s) lead outside the corpus root: {examples(escaping)}"
+        )
     try:
         return Manifest(records, roots=roots)
     except (ManifestError, RecordError) as err:
         raise CorpusError(f"{root}: {err}") from None
 
 
-def validate_layout(corpus: str, root: Path, folders: list[ExpectedFolder], probe: bool = False) -> ValidationReport:
-    """Check each expected folder: present, expected files there, nothing empty (or undecodable)."""
-    from dftoolkit.video import VideoDecodeError
-    from dftoolkit.video import probe as probe_video
+def _escaping(records: list[VideoRecord], roots: dict[str, Path]) -> Iterator[str]:
+    """Relpaths whose real location is outside their dataset's root.
 
+    Each distinct folder is resolved once and only files that are symlinks are resolved on their
+    own: one ``lstat`` per file instead of a full resolution (119k files: ~0.3 s, not ~7 s).
+    """
+    real_roots = {name: Path(path).resolve() for name, path in roots.items()}
+    folder_inside: dict[tuple[str, str], bool] = {}
+    for record in records:
+        root, real_root = roots[record.dataset], real_roots[record.dataset]
+        for relpath in (record.relpath, record.mask_relpath):
+            if relpath is None:
+                continue
+            folder, _, _ = relpath.rpartition("/")
+            key = (record.dataset, folder)
+            if key not in folder_inside:
+                real_folder = (Path(root) / folder).resolve()
+                folder_inside[key] = real_folder == real_root or real_root in real_folder.parents
+            path = os.path.join(root, relpath)
+            if not folder_inside[key] or (
+                os.path.islink(path) and not _within(real_root, Path(path).resolve())
+            ):
+                yield relpath
+
+
+def _within(real_root: Path, real: Path) -> bool:
+    return real == real_root or real_root in real.parents
+
+
+def validate_layout(
+    corpus: str, root: Path, folders: list[ExpectedFolder], probe: bool = False
+) -> ValidationReport:
+    """Check each expected folder: present, expected files there, nothing empty (or undecodable).
+
+    With ``probe``, every video file is opened and every image file decoded; metadata files are
+    only checked for being non-empty.
+    """
     root = Path(root)
     reports = []
     for spec in folders:
@@ -247,21 +334,43 @@ def validate_layout(corpus: str, root: Path, folders: list[ExpectedFolder], prob
         if not folder.is_dir():
             reports.append(FolderReport(spec, exists=False, missing=sorted(spec.expected or ())))
             continue
-        present = set(list_files(folder, spec.suffixes, spec.recursive))
-        everything = set(list_files(folder, ("",), spec.recursive)) if not spec.recursive else present
+        everything = set(list_files(folder, ("",), spec.recursive))
+        present = {name for name in everything if name.lower().endswith(spec.suffixes)}
         report = FolderReport(spec, exists=True, found=len(present))
-        report.unexpected = sorted(everything - present)
+        unexpected = everything - present
         if spec.expected is not None:
             report.missing = sorted(spec.expected - present)
-            report.unexpected = sorted((everything - present) | (present - spec.expected))
+            if spec.exclusive:
+                unexpected |= present - spec.expected
+        report.unexpected = sorted(unexpected)
         report.empty = sorted(name for name in present if (folder / name).stat().st_size == 0)
         if probe:
             for name in sorted(present - set(report.empty)):
-                if (folder / name).is_dir():
-                    continue
-                try:
-                    probe_video(folder / name, exact=False)
-                except (VideoDecodeError, OSError) as err:
-                    report.undecodable[name] = str(err)
+                reason = _undecodable(folder / name)
+                if reason:
+                    report.undecodable[name] = reason
         reports.append(report)
     return ValidationReport(corpus, root, reports)
+
+
+def _undecodable(path: Path) -> str | None:
+    """Why a video or image file cannot be decoded, or None (also for other kinds of file).
+
+    Files without a suffix are taken as images (VidTIMIT ships frames named ``001``, ``002``...).
+    """
+    from dftoolkit.video import VideoDecodeError
+    from dftoolkit.video import probe as probe_video
+
+    suffix = path.suffix.lower()
+    if suffix in IMAGE_SUFFIXES or not suffix:
+        import cv2
+
+        image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        return None if image is not None and image.size else "not a readable image"
+    if suffix not in VIDEO_SUFFIXES:
+        return None
+    try:
+        info = probe_video(path, exact=False)
+    except (VideoDecodeError, OSError) as err:
+        return str(err)
+    return None if info.width and info.height else "no frame size: not a decodable video"

@@ -1,0 +1,154 @@
+"""``dftoolkit corpora | index | validate``: the corpus loaders from the command line."""
+
+from __future__ import annotations
+
+import inspect
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import typer
+from rich.console import Console
+
+from dftoolkit.cli._render import dataframe_table
+from dftoolkit.corpora import CorpusError, get_corpus, index_corpus, list_corpora, validate_corpus
+from dftoolkit.fileio import atomic_write_text
+
+OPTION_HELP = "Loader option KEY=VALUE (repeatable); see `dftoolkit corpora NAME`. Commas make lists."
+
+
+def parse_options(pairs: list[str]) -> dict[str, Any]:
+    """Loader options from ``KEY=VALUE`` strings.
+
+    ``true``/``false`` become booleans, ``none`` None, a value with commas a list (``c23,c40`` ->
+    ``["c23", "c40"]``); the rest stays text.
+    """
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"expected KEY=VALUE, got {pair!r}")
+        lowered = value.lower()
+        if lowered in ("true", "false"):
+            options[key] = lowered == "true"
+        elif lowered == "none":
+            options[key] = None
+        elif "," in value:
+            options[key] = [v for v in value.split(",") if v]
+        else:
+            options[key] = value
+    return options
+
+
+def loader_options(name: str) -> list[tuple[str, str]]:
+    """The keyword options of a loader's ``index`` with their defaults, from its signature."""
+    signature = inspect.signature(type(get_corpus(name)).index)
+    return [
+        (p.name, "required" if p.default is inspect.Parameter.empty else repr(p.default))
+        for p in signature.parameters.values()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY
+    ]
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"error: {' '.join(message.split())}", err=True)
+    return typer.Exit(code)
+
+
+def corpora(name: str = typer.Argument(None, help="Show one loader's options and documentation.")) -> None:
+    """List the corpus loaders (or describe one)."""
+    console = Console()
+    if name is None:
+        table = pd.DataFrame(list(list_corpora().items()), columns=["corpus", "description"])
+        console.print(
+            dataframe_table(table, "corpus loaders (dftoolkit index NAME ROOT -o manifest.parquet)")
+        )
+        return
+    try:
+        loader = type(get_corpus(name))
+    except KeyError as err:
+        raise _fail(str(err.args[0])) from None
+    console.print(f"[bold]{name}[/bold]: {loader.description}\n")
+    console.print(inspect.getdoc(loader) or "")
+    options = pd.DataFrame(loader_options(name), columns=["option", "default"])
+    console.print(dataframe_table(options, "options (-O KEY=VALUE)"))
+
+
+def index(
+    corpus: str = typer.Argument(..., help="Loader name (see `dftoolkit corpora`)."),
+    root: Path = typer.Argument(..., help="The corpus folder."),
+    output: Path = typer.Option(..., "--output", "-o", help="Manifest Parquet file to write."),
+    option: list[str] = typer.Option([], "--option", "-O", help=OPTION_HELP),
+    probe: bool = typer.Option(False, help="Also probe every file for frames, fps and size (parallel)."),
+    workers: int = typer.Option(0, help="Processes for --probe (0: one per core)."),
+) -> None:
+    """Index a corpus tree into a manifest (no decoding; --probe fills frames/fps/size)."""
+    from dftoolkit.probing import probe_manifest
+
+    try:
+        manifest = index_corpus(corpus, root, **parse_options(option))
+    except (CorpusError, KeyError, TypeError, ValueError) as err:
+        raise _fail(str(err.args[0]) if isinstance(err, KeyError) else str(err)) from None
+    console = Console()
+    if probe:
+        manifest, failures = probe_manifest(manifest, workers=workers or None)
+        if failures:
+            report = output.with_name(output.stem + ".probe_errors.json")
+            atomic_write_text(
+                report, json.dumps({"/".join(k): v for k, v in sorted(failures.items())}, indent=1)
+            )
+            console.print(
+                f"[yellow]{len(failures)} file(s) could not be probed; reasons in {report}[/yellow]"
+            )
+    manifest.write_parquet(output)
+    console.print(dataframe_table(manifest.summary(), f"{output}: {len(manifest)} videos"))
+
+
+def validate(
+    corpus: str = typer.Argument(..., help="Loader name (see `dftoolkit corpora`)."),
+    root: Path = typer.Argument(..., help="The corpus folder."),
+    option: list[str] = typer.Option([], "--option", "-O", help=OPTION_HELP),
+    probe: bool = typer.Option(False, help="Also open every file to find undecodable ones."),
+    json_out: Path = typer.Option(None, "--json", help="Write the full report (every file name) as JSON."),
+) -> None:
+    """Compare a corpus tree with its official layout; exit code 1 when parts are missing or broken."""
+    try:
+        report = validate_corpus(corpus, root, probe=probe, **parse_options(option))
+    except (CorpusError, KeyError, TypeError, ValueError) as err:
+        raise _fail(str(err.args[0]) if isinstance(err, KeyError) else str(err)) from None
+    if json_out:
+        atomic_write_text(json_out, json.dumps(report.to_dict(), indent=1))
+    rows = []
+    for f in report.folders:
+        status = "ok" if f.ok else ("MISSING" if not f.exists else "INCOMPLETE")
+        if not f.exists and not f.folder.required:
+            status = "absent (optional)"
+        expected = "-" if f.folder.expected is None else len(f.folder.expected)
+        example = (f.missing or f.empty or list(f.undecodable) or f.unexpected or [""])[0]
+        rows.append([f.folder.relpath or ".", status, f.found, expected, len(f.missing), len(f.unexpected),
+                     len(f.empty), len(f.undecodable), example])  # fmt: skip
+    columns = [
+        "folder",
+        "status",
+        "found",
+        "expected",
+        "missing",
+        "unexpected",
+        "empty",
+        "undecodable",
+        "e.g.",
+    ]
+    console = Console()
+    console.print(dataframe_table(pd.DataFrame(rows, columns=columns), f"{corpus} at {report.root}"))
+    for problem in report.problems:
+        console.print(f"[red]problem:[/red] {problem}")
+    console.print("[green]layout complete[/green]" if report.ok else "[red]layout incomplete[/red]")
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("corpora")(corpora)
+    app.command("index")(index)
+    app.command("validate")(validate)

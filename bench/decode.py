@@ -19,7 +19,8 @@ import time
 import cv2
 import numpy as np
 
-from dftoolkit.samples import SAMPLES, debian_available, sample_path
+from dftoolkit.fetch import debian_available
+from dftoolkit.samples import SAMPLES, sample_path
 from dftoolkit.video import VideoReader, sample_indices
 
 

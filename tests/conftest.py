@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from dftoolkit.samples import debian_available, fetch_samples, sample_path
+from dftoolkit.fetch import debian_available
+from dftoolkit.samples import fetch_samples, sample_path
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import zipfile
@@ -67,9 +68,14 @@ def test_stack_imports():
     assert torchvision.ops.nms(torch.zeros(1, 4), torch.ones(1), 0.5).tolist() == [0]
 
 
-def test_pip_check_reports_only_the_documented_exception():
+def test_pip_check_reports_only_the_documented_exceptions():
     done = subprocess.run([sys.executable, "-m", "pip", "check"], capture_output=True, text=True)
-    problems = [line for line in done.stdout.splitlines() if line.strip()]
-    documented = "face-alignment 1.5.0 requires opencv-python, which is not installed."
-    assert [p for p in problems if p != documented] == []
-    assert f"# {documented}" in (REPO / "requirements" / "nodeps.txt").read_text()
+    problems = {line.strip() for line in done.stdout.splitlines() if line.strip()} - {
+        "No broken requirements found."
+    }
+    nodeps = (REPO / "requirements" / "nodeps.txt").read_text().splitlines()
+    documented = {
+        line[2:] for line in nodeps if re.match(r"# [\w-]+ [\d.]+ (requires|has requirement) ", line)
+    }
+    assert problems <= documented, f"undocumented pip check complaints: {sorted(problems - documented)}"
+    assert {p.split()[0] for p in problems} == {"face-alignment", "mediapipe"}  # both really installed

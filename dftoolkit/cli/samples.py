@@ -6,7 +6,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from dftoolkit.samples import SAMPLES, SampleFetchError, cache_dir, debian_available, fetch_samples
+from dftoolkit.fetch import FetchError, debian_available
+from dftoolkit.samples import SAMPLES, cache_dir, fetch_samples
 
 
 def register(app: typer.Typer) -> None:
@@ -25,7 +26,7 @@ def register(app: typer.Typer) -> None:
         """Fetch every sample file (pinned by SHA-256) and write the sample corpus manifest."""
         try:
             manifest = fetch_samples(root, debian=debian)
-        except SampleFetchError as err:
+        except FetchError as err:
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(2) from None
         typer.echo(f"{len(manifest)} sample videos in {manifest.root}")

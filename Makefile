@@ -37,6 +37,7 @@ lint: setup
 bench: setup
 	$(PY) bench/decode.py
 	$(PY) bench/index.py
+	$(PY) bench/preprocess.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -7,6 +7,7 @@ is dropped.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -55,7 +56,9 @@ def probe_manifest(
     if workers == 1 or len(paths) < 2:
         results = [_probe_one(p, exact) for p in progress(paths, "probing")]
     else:
-        with ProcessPoolExecutor(workers) as pool:
+        with ProcessPoolExecutor(
+            workers, multiprocessing.get_context("spawn")
+        ) as pool:  # no fork: see pipeline
             chunk = max(1, len(paths) // (workers * 8))
             results = list(progress(pool.map(_probe_one, paths, [exact] * len(paths), chunksize=chunk),
                                     "probing", total=len(paths)))  # fmt: skip

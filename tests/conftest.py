@@ -27,3 +27,15 @@ def sample():
         return sample_path(name)
 
     return get
+
+
+@pytest.fixture(scope="session")
+def dlib_backend():
+    """The ``dlib`` face backend (HOG upsampled once + 68-point predictor); skips without its model."""
+    from dftoolkit.faces import get_backend
+    from dftoolkit.fetch import FetchError
+
+    try:
+        return get_backend("dlib")
+    except (FetchError, ImportError) as err:
+        pytest.skip(f"dlib's 68-point predictor unavailable: {err}")

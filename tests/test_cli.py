@@ -52,14 +52,22 @@ def test_samples_list_and_info(samples_manifest):
 
 
 @pytest.mark.slow
-def test_demo_writes_a_contact_sheet(samples_manifest, tmp_path):
+def test_demo_runs_every_stage(samples_manifest, tmp_path):
     import cv2
+
+    from dftoolkit.preprocess import FaceStore
 
     result = runner.invoke(app, ["--quiet", "demo", "--out", str(tmp_path), "--frames", "8"])
     assert result.exit_code == 0, result.output
-    assert "Contact sheet" in result.stdout
     sheet = cv2.imread(str(tmp_path / "samples_sheet.png"))
     assert sheet is not None and sheet.shape[0] >= 96 * len(samples_manifest)
+    assert (tmp_path / "export" / "hf").is_dir() and (tmp_path / "export" / "manifest.csv").is_file()
+    store = FaceStore(tmp_path / "faces")
+    table = store.frames()
+    assert len(table) == 8 * len(samples_manifest)  # every sampled frame has a row
+    assert (table[table.video_id == "carphone_pristine"].status == "ok").all()
+    faces_sheet = next(tmp_path.glob("faces_*.png"))
+    assert cv2.imread(str(faces_sheet)) is not None
 
 
 def test_console_script_is_installed():

@@ -15,7 +15,7 @@ from dftoolkit.progress import set_quiet
 
 __all__ = ["COMMAND_MODULES", "app", "main"]
 
-COMMAND_MODULES = ("samples", "manifest", "corpora", "splits", "demo")
+COMMAND_MODULES = ("samples", "manifest", "corpora", "splits", "preprocess", "faces", "demo")
 
 app = typer.Typer(
     name="dftoolkit",

@@ -1,0 +1,62 @@
+"""``dftoolkit preprocess``: a manifest's videos -> a FaceStore of crops, landmarks and masks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from dftoolkit.cli._render import dataframe_table
+from dftoolkit.manifest import Manifest, ManifestError
+
+
+def preprocess(
+    manifest_path: Path = typer.Argument(..., metavar="MANIFEST", help="Manifest Parquet file."),
+    out: Path = typer.Option(..., "--out", "-o", help="FaceStore folder (created, or resumed)."),
+    crops: str = typer.Option("face", help="Comma-separated crop kinds: face, aligned, ffhq, mouth."),
+    frames: int = typer.Option(32, help="Frames sampled per video."),
+    policy: str = typer.Option("even", help="Sampling policy: even, stride, segments, all."),
+    backend: str = typer.Option("mediapipe", help="Face backend (mediapipe, dlib, fan)."),
+    size: int = typer.Option(0, help="Side of every crop in pixels (0: each kind's default)."),
+    workers: int = typer.Option(0, help="Processes (0: one per core)."),
+    engine: str = typer.Option("local", help="local (process pool) or ray."),
+    image_format: str = typer.Option("png", help="png or jpg."),
+) -> None:
+    """Detect, track, align and crop faces of every video; resumable (rerun to continue)."""
+    from dftoolkit.preprocess import PreprocessConfig
+    from dftoolkit.preprocess import preprocess as run
+
+    try:
+        manifest = Manifest.read_parquet(manifest_path)
+    except (FileNotFoundError, ManifestError) as err:
+        typer.echo(f"error: {' '.join(str(err).split())}", err=True)
+        raise typer.Exit(2) from None
+    kinds = tuple(k.strip() for k in crops.split(",") if k.strip())
+    config = PreprocessConfig(
+        crops=kinds,
+        sizes=tuple((k, size) for k in kinds) if size else (),
+        frames=frames,
+        policy=policy,
+        backend=backend,
+        image_format=image_format,
+    )
+    try:
+        report = run(manifest, out, config, workers=workers or None, engine=engine)
+    except (ValueError, KeyError) as err:
+        typer.echo(
+            f"error: {' '.join(str(err.args[0] if isinstance(err, KeyError) else err).split())}", err=True
+        )
+        raise typer.Exit(2) from None
+    console = Console()
+    console.print(
+        f"{report.processed} video(s) processed, {report.skipped} already done, {len(report.failed)} failed; "
+        f"{report.frames} frames in {report.seconds:.1f} s ({report.frames_per_second:.1f} frames/s)"
+    )
+    for name, error in report.failed.items():
+        console.print(f"[red]failed[/red] {name}: {error.strip().splitlines()[-1]}")
+    console.print(dataframe_table(report.store.summary(), f"yield per dataset ({out})"))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("preprocess")(preprocess)

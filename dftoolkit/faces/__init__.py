@@ -1,0 +1,25 @@
+"""Face analysis: detection and 68-point landmarks behind one interface (see :mod:`.base`).
+
+>>> from dftoolkit.faces import DetectionCascade, get_backend
+>>> cascade = DetectionCascade(get_backend("mediapipe"))          # doctest: +SKIP
+>>> faces = cascade.detect_video(frames)  # one Faces per frame   # doctest: +SKIP
+
+Backends: ``mediapipe`` (default: BlazeFace + face mesh, CPU, fastest), ``dlib`` (HOG + 68-point
+predictor, as DeepfakeBench) and ``fan`` (face_alignment S3FD + FAN; weights from disk).
+"""
+
+from dftoolkit.faces import dlib_hog, fan, mediapipe_mesh  # noqa: F401 - importing registers the backends
+from dftoolkit.faces.base import FACE_BACKENDS, FaceBackend, Faces
+from dftoolkit.faces.cascade import DetectionCascade
+
+__all__ = ["FACE_BACKENDS", "DetectionCascade", "FaceBackend", "Faces", "get_backend", "list_backends"]
+
+
+def get_backend(name: str, **options: object) -> FaceBackend:
+    """A new instance of the backend registered as ``name``, built with ``options``."""
+    return FACE_BACKENDS.get(name)(**options)
+
+
+def list_backends() -> list[tuple[str, str]]:
+    """``(name, description)`` of every registered backend."""
+    return [(entry.name, entry.description) for entry in FACE_BACKENDS.entries()]

@@ -1,0 +1,430 @@
+"""Per-video face preprocessing and the engines that run it over a Manifest.
+
+For each video: sample frames (default 32, evenly spaced) without decoding the rest; find faces
+(:class:`~dftoolkit.faces.cascade.DetectionCascade`); link them into tracks and keep the main face
+(the one overlapping the corpus's manipulation mask when there is one); smooth its landmarks;
+cut every requested crop kind with one affine warp per frame, with the matching mask (the
+corpus's mask video warped the same way, else the landmark hull). Every sampled frame gets a
+status and, when not ``ok``, a reason. A fake whose original was processed in the same store
+reuses the original's face track, so real and fake crops align frame by frame.
+
+Engines: ``local`` (a process pool, one face model per worker, the default) and ``ray``.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import time
+import traceback
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from dftoolkit.faces.base import Faces
+from dftoolkit.fileio import atomic_write_text
+from dftoolkit.manifest import Manifest
+from dftoolkit.preprocess.geometry import DEFAULT_SIZES, crop_matrix, hull_mask, warp
+from dftoolkit.preprocess.store import FaceStore, VideoFaces
+from dftoolkit.preprocess.tracking import link_tracks, main_track, smooth_landmarks
+from dftoolkit.progress import progress
+from dftoolkit.records import VideoRecord
+from dftoolkit.video import VideoDecodeError, VideoReader, sample_indices
+
+__all__ = ["ENGINES", "PreprocessConfig", "RunReport", "preprocess", "process_video"]
+
+ENGINES = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """Settings of a preprocessing run; stored in the FaceStore so a resumed run must match them.
+
+    Attributes:
+        crops: crop kinds to cut (``face``, ``aligned``, ``ffhq``, ``mouth``).
+        sizes: output side in pixels per crop kind; kinds not listed use the geometry defaults.
+        frames: frames sampled per video (``policy`` ``even``: evenly spaced; ``all`` ignores it).
+        policy: a :func:`~dftoolkit.video.sample_indices` policy.
+        backend: face backend name (see :func:`dftoolkit.faces.list_backends`).
+        backend_options: keyword options of the backend.
+        min_score: detections scoring below are kept out of the crops (status ``low_score``).
+        scale: enlargement of the square ``face`` crop around the detected box.
+        smooth: landmark smoothing window in sampled frames (1: none).
+        track_policy: which face to keep without a mask: ``persistent`` or ``largest``.
+        reuse_original_track: fakes reuse their original's track when it is in the store.
+        image_format: ``png`` (lossless) or ``jpg``.
+    """
+
+    crops: tuple[str, ...] = ("face",)
+    sizes: tuple[tuple[str, int], ...] = ()
+    frames: int = 32
+    policy: str = "even"
+    backend: str = "mediapipe"
+    backend_options: tuple[tuple[str, Any], ...] = ()
+    min_score: float = 0.5
+    scale: float = 1.3
+    smooth: int = 5
+    track_policy: str = "persistent"
+    reuse_original_track: bool = True
+    image_format: str = "png"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["crops"] = list(self.crops)
+        data["sizes"] = dict(self.sizes)
+        data["backend_options"] = dict(self.backend_options)
+        return data
+
+    def size_of(self, kind: str) -> int | None:
+        return dict(self.sizes).get(kind)
+
+
+@dataclass
+class RunReport:
+    """What a run did: videos processed / skipped (already in the store) / failed, frame statuses.
+
+    ``store`` opens the FaceStore the run wrote.
+    """
+
+    root: Path
+    processed: int = 0
+    skipped: int = 0
+    failed: dict[str, str] = field(default_factory=dict)
+    statuses: Counter = field(default_factory=Counter)
+    frames: int = 0
+    seconds: float = 0.0
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.frames / self.seconds if self.seconds else 0.0
+
+    @property
+    def store(self) -> FaceStore:
+        return FaceStore(self.root)
+
+
+# -- one video -----------------------------------------------------------------------------------
+
+
+def _mask_boxes(
+    mask_path: Path | None, indices: np.ndarray
+) -> tuple[np.ndarray | None, list[np.ndarray | None]]:
+    """Bounding boxes ``(N, 4)`` (NaN rows where empty) and the mask frames of a corpus mask video."""
+    if mask_path is None or not mask_path.is_file():
+        return None, [None] * len(indices)
+    partial = VideoReader(mask_path).read_partial(indices)
+    by_index = dict(zip(partial.indices.tolist(), partial.frames, strict=True))
+    boxes = np.full((len(indices), 4), np.nan, np.float32)
+    masks: list[np.ndarray | None] = []
+    for n, index in enumerate(indices.tolist()):
+        frame = by_index.get(index)
+        if frame is None:
+            masks.append(None)
+            continue
+        mask = (frame.max(axis=2) > 127).astype(np.uint8) * 255
+        masks.append(mask)
+        ys, xs = np.nonzero(mask)
+        if len(xs):
+            boxes[n] = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+    return boxes, masks
+
+
+def _track_from_detections(faces_per_frame, config: PreprocessConfig, mask_boxes):
+    """Main-face boxes, scores and landmarks per frame (NaN where the main face is absent)."""
+    n = len(faces_per_frame)
+    boxes = np.full((n, 4), np.nan, np.float32)
+    scores = np.full(n, np.nan, np.float32)
+    landmarks = np.full((n, 68, 2), np.nan, np.float32)
+    face_index = np.full(n, -1, np.int64)
+    tracks = link_tracks([faces.boxes for faces in faces_per_frame])
+    track = main_track(tracks, n, policy=config.track_policy, mask_boxes=mask_boxes)
+    if track is not None:
+        for frame, k in zip(track.frames, track.face_indices, strict=True):
+            faces = faces_per_frame[frame]
+            boxes[frame], scores[frame], face_index[frame] = faces.boxes[k], faces.scores[k], k
+            landmarks[frame] = faces.landmarks[k]
+    return boxes, scores, landmarks, face_index
+
+
+def _original_track(store: FaceStore, record: VideoRecord, indices: np.ndarray):
+    """The original's boxes/scores/landmarks at the same frame indices, or None if not usable."""
+    if record.original_id is None or not store.has(record.dataset, record.original_id):
+        return None
+    table = store.frames_of(record.dataset, record.original_id)  # one video's frame table
+    if table["frame_index"].tolist() != indices.tolist():
+        return None
+    n = len(indices)
+    boxes = np.full((n, 4), np.nan, np.float32)
+    scores = np.full(n, np.nan, np.float32)
+    landmarks = np.full((n, 68, 2), np.nan, np.float32)
+    face_index = table["face_index"].to_numpy(np.int64)
+    for row, (status, box, score, points) in enumerate(
+        zip(table["status"], table["box"], table["score"], table["landmarks"], strict=True)
+    ):
+        if status == "ok":
+            boxes[row], scores[row] = np.asarray(box, np.float32), score
+            landmarks[row] = np.asarray(points, np.float32).reshape(68, 2)
+    return boxes, scores, landmarks, face_index
+
+
+def process_video(
+    record: VideoRecord,
+    path: Path,
+    mask_path: Path | None,
+    config: PreprocessConfig,
+    cascade,
+    store: FaceStore | None = None,
+) -> VideoFaces:
+    """Everything for one video, in memory (the caller commits it to a store)."""
+    try:
+        reader = VideoReader(path)
+    except (VideoDecodeError, FileNotFoundError) as err:
+        return _failed_video(record, config, "decode_error", str(err))
+    indices = sample_indices(reader.num_frames, config.frames, config.policy)
+    if len(indices) == 0:
+        return _failed_video(record, config, "decode_error", f"{path}: the video has no frames")
+    partial = reader.read_partial(indices)
+    decoded = dict(zip(partial.indices.tolist(), partial.frames, strict=True))
+    frames = [decoded.get(i) for i in indices.tolist()]
+    mask_boxes, mask_frames = _mask_boxes(mask_path, indices)
+
+    reused = (
+        _original_track(store, record, indices)
+        if (store is not None and config.reuse_original_track)
+        else None
+    )
+    if reused is not None:
+        boxes, scores, landmarks, face_index = reused
+    else:
+        present = [n for n, f in enumerate(frames) if f is not None]
+        faces_per_frame = [Faces.empty() for _ in frames]
+        for n, faces in zip(present, cascade.detect_video([frames[n] for n in present]), strict=True):
+            faces_per_frame[n] = faces
+        boxes, scores, landmarks, face_index = _track_from_detections(faces_per_frame, config, mask_boxes)
+    landmarks = smooth_landmarks(landmarks, config.smooth)
+
+    status, reason = [], []
+    for n, index in enumerate(indices.tolist()):
+        if frames[n] is None:
+            failed = partial.failed.get(index, "not decoded")
+            status.append("corrupt_packet" if "corrupt" in failed else "decode_error")
+            reason.append(failed)
+        elif np.isnan(boxes[n, 0]):
+            status.append("no_face")
+            reason.append(
+                f"no face found by {config.backend}" + (" (track of the original)" if reused else "")
+            )
+        elif scores[n] < config.min_score:
+            status.append("low_score")
+            reason.append(f"face score {scores[n]:.2f} < min_score {config.min_score}")
+        else:
+            status.append("ok")
+            reason.append(None)
+    ok = np.array([s == "ok" for s in status])
+
+    crops, masks, matrices = {}, {}, {}
+    for kind in config.crops:
+        size = config.size_of(kind)
+        mats = np.full((len(indices), 2, 3), np.nan, np.float32)
+        kind_crops: list[np.ndarray | None] = [None] * len(indices)
+        kind_masks: list[np.ndarray | None] = [None] * len(indices)
+        if ok.any():
+            rows = np.flatnonzero(ok)
+            mats[rows] = crop_matrix(kind, landmarks[rows], boxes[rows], size)
+            side = _side(kind, size)
+            images = warp([frames[r] for r in rows], mats[rows], side)
+            region = [
+                mask_frames[r]
+                if mask_frames[r] is not None
+                else hull_mask(landmarks[r : r + 1], *frames[r].shape[:2])[0]
+                for r in rows
+            ]
+            warped_masks = warp(region, mats[rows], side, interpolation=cv2.INTER_NEAREST)
+            for j, r in enumerate(rows):
+                image = images[j]
+                kind_crops[r] = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if kind == "mouth" else image
+                kind_masks[r] = warped_masks[j]
+        crops[kind], masks[kind], matrices[kind] = kind_crops, kind_masks, mats
+    return VideoFaces(
+        dataset=record.dataset,
+        video_id=record.video_id,
+        frame_indices=indices.astype(np.int64),
+        status=status,
+        reason=reason,
+        face_index=np.where(ok, face_index, -1).astype(np.int64),
+        scores=scores,
+        boxes=np.where(ok[:, None], boxes, np.nan).astype(np.float32),
+        landmarks=np.where(ok[:, None, None], landmarks, np.nan).astype(np.float32),
+        crops=crops,
+        masks=masks,
+        matrices=matrices,
+    )
+
+
+def _side(kind: str, size: int | None) -> int:
+    return size or DEFAULT_SIZES[kind]
+
+
+def _failed_video(record: VideoRecord, config: PreprocessConfig, status: str, reason: str) -> VideoFaces:
+    """A video that could not be read at all: one row (frame_index -1) saying why."""
+    nothing = {kind: [None] for kind in config.crops}
+    return VideoFaces(
+        dataset=record.dataset,
+        video_id=record.video_id,
+        frame_indices=np.array([-1], np.int64),
+        status=[status],
+        reason=[reason],
+        face_index=np.array([-1], np.int64),
+        scores=np.full(1, np.nan, np.float32),
+        boxes=np.full((1, 4), np.nan, np.float32),
+        landmarks=np.full((1, 68, 2), np.nan, np.float32),
+        crops=nothing,
+        masks={kind: [None] for kind in config.crops},
+        matrices={kind: np.full((1, 2, 3), np.nan, np.float32) for kind in config.crops},
+    )
+
+
+# -- engines -------------------------------------------------------------------------------------
+
+_WORKER: dict[str, Any] = {}
+
+
+def _make_cascade(config: PreprocessConfig):
+    from dftoolkit.faces import DetectionCascade, get_backend
+
+    return DetectionCascade(get_backend(config.backend, **dict(config.backend_options)))
+
+
+def _init_worker(config: PreprocessConfig, store_root: str, log_path: str | None = None) -> None:
+    """Load the face models once per worker process.
+
+    With ``log_path`` (worker processes only), the process's stderr goes to that file: native
+    libraries (mediapipe's absl/glog, TFLite) print warnings there that no setting silences.
+    """
+    if log_path:
+        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(fd, 2)
+        os.close(fd)
+    cv2.setNumThreads(1)
+    _WORKER["config"] = config
+    _WORKER["store"] = FaceStore(store_root)
+    _WORKER["cascade"] = _make_cascade(config)
+
+
+def _run_one(record: VideoRecord, path: str, mask_path: str | None) -> dict[str, Any]:
+    """Worker body: process and commit one video; a summary (or the error) for the parent."""
+    config, store = _WORKER["config"], _WORKER["store"]
+    start = time.perf_counter()
+    try:
+        result = process_video(
+            record, Path(path), Path(mask_path) if mask_path else None, config, _WORKER["cascade"], store
+        )
+        store.commit(result, image_format=config.image_format)
+    except Exception:  # a bug or an unexpected input: reported, not committed, retried next run
+        return {"key": record.key, "error": traceback.format_exc(limit=4)}
+    return {"key": record.key, "statuses": Counter(result.status), "seconds": time.perf_counter() - start}
+
+
+def _phases(manifest: Manifest, store: FaceStore) -> tuple[list[VideoRecord], list[VideoRecord], int]:
+    """Videos to do: those whose original is not being processed first, then the fakes that can
+    reuse their original's track. Also how many are already done."""
+    todo = [r for r in manifest if not store.has(r.dataset, r.video_id)]
+    keys = {r.key for r in manifest}
+    second = [r for r in todo if r.original_id is not None and (r.dataset, r.original_id) in keys]
+    first = [r for r in todo if r not in second]
+    return first, second, len(manifest) - len(todo)
+
+
+def _paths(manifest: Manifest, record: VideoRecord) -> tuple[str, str | None]:
+    mask = manifest.mask_path_of(record)
+    return str(manifest.path_of(record)), (str(mask) if mask else None)
+
+
+def preprocess(
+    manifest: Manifest,
+    out: str | os.PathLike[str],
+    config: PreprocessConfig | None = None,
+    *,
+    workers: int | None = None,
+    engine: str = "local",
+) -> RunReport:
+    """Turn ``manifest``'s videos into a :class:`FaceStore` at ``out``; resumable.
+
+    Videos already committed are skipped, partial ones (a killed run) redone. ``workers``
+    processes (default: one per core) each hold one face model. A video that fails unexpectedly
+    is reported in ``out/runs/<time>.json`` and left for the next run; corrupt and faceless videos
+    are committed with their statuses.
+    """
+    config = config or PreprocessConfig()
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    store = FaceStore.create(out, config.to_dict())
+    store.clean_partial()
+    store.set_manifest(manifest)
+    first, second, skipped = _phases(manifest, store)
+    report = RunReport(Path(store.root), skipped=skipped)
+    start = time.perf_counter()
+    if engine == "ray":
+        from dftoolkit.preprocess.ray_engine import run_ray
+
+        results = run_ray(manifest, [first, second], config, store.root, workers)
+    else:
+        results = _run_local(manifest, [first, second], config, store.root, workers)
+    for outcome in progress(results, "preprocessing", total=len(first) + len(second)):
+        name = "/".join(outcome["key"])
+        if "error" in outcome:
+            report.failed[name] = outcome["error"]
+            continue
+        report.processed += 1
+        report.statuses.update(outcome["statuses"])
+        report.frames += sum(outcome["statuses"].values())
+    report.seconds = time.perf_counter() - start
+    _write_report(store, report)
+    return report
+
+
+def _run_local(manifest, phases, config, store_root, workers) -> Iterator[dict[str, Any]]:
+    workers = workers or os.cpu_count() or 1
+    if workers == 1:
+        _init_worker(config, str(store_root))
+        for phase in phases:
+            for record in phase:
+                yield _run_one(record, *_paths(manifest, record))
+        return
+    # spawn, not fork: the parent may hold threaded native libraries (mediapipe, protobuf, ffmpeg)
+    # whose locks a forked child inherits half-taken.
+    context = multiprocessing.get_context("spawn")
+    log = str(worker_log(store_root))
+    with ProcessPoolExecutor(workers, context, _init_worker, (config, str(store_root), log)) as pool:
+        for phase in phases:  # fakes wait for their originals' tracks
+            futures = [pool.submit(_run_one, record, *_paths(manifest, record)) for record in phase]
+            for future in as_completed(futures):
+                yield future.result()
+
+
+def worker_log(store_root: str | os.PathLike[str]) -> Path:
+    """Where worker processes' stderr (native library warnings) goes: ``STORE/runs/workers.log``."""
+    path = Path(store_root) / "runs" / "workers.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _write_report(store: FaceStore, report: RunReport) -> None:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    data = {
+        "processed": report.processed,
+        "skipped_already_done": report.skipped,
+        "failed": report.failed,
+        "frame_statuses": dict(report.statuses),
+        "frames": report.frames,
+        "seconds": round(report.seconds, 3),
+        "frames_per_second": round(report.frames_per_second, 2),
+    }
+    atomic_write_text(Path(store.root) / "runs" / f"{stamp}.json", json.dumps(data, indent=1))

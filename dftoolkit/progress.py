@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -24,16 +25,31 @@ def is_quiet() -> bool:
     return _quiet
 
 
-def progress(items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
-    """Iterate over ``items`` showing a progress bar on stderr unless quiet."""
+def progress(
+    items: Iterable[T],
+    description: str,
+    total: int | None = None,
+    count: Callable[[T], int] | None = None,
+    unit: str = "frames",
+) -> Iterator[T]:
+    """Iterate over ``items`` showing a progress bar on stderr unless quiet.
+
+    With ``count`` (e.g. frames per finished video), the bar also shows the running total of
+    ``unit`` and their rate per second.
+    """
     if _quiet:
         yield from items
         return
     if total is None and hasattr(items, "__len__"):
         total = len(items)  # type: ignore[arg-type]
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    start, done = time.perf_counter(), 0
     with Progress(*columns, transient=True) as bar:
         task = bar.add_task(description, total=total)
         for item in items:
             yield item
+            if count is not None:
+                done += count(item)
+                rate = done / max(time.perf_counter() - start, 1e-9)
+                bar.update(task, description=f"{description} ({done} {unit}, {rate:.1f} {unit}/s)")
             bar.advance(task)

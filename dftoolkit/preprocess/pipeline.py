@@ -377,7 +377,7 @@ def preprocess(
         results = run_ray(manifest, [first, second], config, store.root, workers)
     else:
         results = _run_local(manifest, [first, second], config, store.root, workers)
-    for outcome in progress(results, "preprocessing", total=len(first) + len(second)):
+    for outcome in progress(results, "preprocessing", total=len(first) + len(second), count=_frames_in):
         name = "/".join(outcome["key"])
         if "error" in outcome:
             report.failed[name] = outcome["error"]
@@ -388,6 +388,11 @@ def preprocess(
     report.seconds = time.perf_counter() - start
     _write_report(store, report)
     return report
+
+
+def _frames_in(outcome: dict[str, Any]) -> int:
+    """Sampled frames of a finished video (0 for a failed one)."""
+    return sum(outcome.get("statuses", {}).values())
 
 
 def _run_local(manifest, phases, config, store_root, workers) -> Iterator[dict[str, Any]]:

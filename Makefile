@@ -38,6 +38,7 @@ bench: setup
 	$(PY) bench/decode.py
 	$(PY) bench/index.py
 	$(PY) bench/preprocess.py
+	$(PY) bench/generate.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

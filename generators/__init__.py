@@ -1,4 +1,50 @@
-"""SR-DF-style synthesis (reenactment, swapping, blending, perturbations): ``dftoolkit.generators``.
+"""SR-DF-style synthesis: ``dftoolkit.generators``.
 
-Implemented by the synthesis issue; the package exists so the install layout is fixed now.
+>>> from dftoolkit.generators import build_dataset, list_blends, list_methods, perturb_video
+>>> corpus = build_dataset(reals, "srdf/", blends=["feather", "rct"])  # doctest: +SKIP
+
+A fake is a manipulation (:mod:`.swap`, :mod:`.reenact`: landmark warping with no weights;
+:mod:`.fomm`: First Order Motion Model from a checkpoint) blended into the target frame
+(:mod:`.blend`: paste, feather, Poisson, colour transfer; :mod:`.dovenet`: a harmonisation network),
+optionally post-processed (:mod:`.perturb`: the DeeperForensics perturbations and FF++ compressions).
+:func:`build_dataset` runs them over the pairs of a real corpus into the toolkit corpus layout.
 """
+
+from dftoolkit.generators import blend, dovenet, fomm, reenact, swap  # noqa: F401 - importing registers them
+from dftoolkit.generators.base import (
+    BLENDS,
+    METHODS,
+    Blend,
+    FacePatches,
+    FaceTrack,
+    Manipulation,
+    Rendered,
+    get_blend,
+    get_method,
+    list_blends,
+    list_methods,
+    register_blend,
+    register_method,
+)
+from dftoolkit.generators.builder import BuildReport, build_dataset, choose_pairs
+from dftoolkit.generators.perturb import perturb_video
+
+__all__ = [
+    "BLENDS",
+    "METHODS",
+    "Blend",
+    "BuildReport",
+    "FacePatches",
+    "FaceTrack",
+    "Manipulation",
+    "Rendered",
+    "build_dataset",
+    "choose_pairs",
+    "get_blend",
+    "get_method",
+    "list_blends",
+    "list_methods",
+    "perturb_video",
+    "register_blend",
+    "register_method",
+]

@@ -39,3 +39,26 @@ def dlib_backend():
         return get_backend("dlib")
     except (FetchError, ImportError) as err:
         pytest.skip(f"dlib's 68-point predictor unavailable: {err}")
+
+
+@pytest.fixture(scope="session")
+def cascade():
+    """The default face detection cascade (mediapipe), loaded once per test session."""
+    from dftoolkit.faces import DetectionCascade, get_backend
+
+    return DetectionCascade(get_backend("mediapipe"))
+
+
+@pytest.fixture(scope="session")
+def track(sample, cascade):
+    """``track("carphone_pristine")`` -> the sample's main face in every frame (a FaceTrack), cached."""
+    from dftoolkit.generators.material import face_track
+
+    tracks = {}
+
+    def get(name: str):
+        if name not in tracks:
+            tracks[name] = face_track(sample(name), cascade)
+        return tracks[name]
+
+    return get

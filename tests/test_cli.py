@@ -55,6 +55,8 @@ def test_samples_list_and_info(samples_manifest):
 def test_demo_runs_every_stage(samples_manifest, tmp_path):
     import cv2
 
+    from dftoolkit.corpora import index_corpus
+    from dftoolkit.fetch import debian_available
     from dftoolkit.preprocess import FaceStore
 
     result = runner.invoke(app, ["--quiet", "demo", "--out", str(tmp_path), "--frames", "8"])
@@ -68,6 +70,13 @@ def test_demo_runs_every_stage(samples_manifest, tmp_path):
     assert (table[table.video_id == "carphone_pristine"].status == "ok").all()
     faces_sheet = next(tmp_path.glob("faces_*.png"))
     assert cv2.imread(str(faces_sheet)) is not None
+    if debian_available():  # the generator pairs different people: carphone, jesper, the presenter
+        corpus = index_corpus("toolkit", tmp_path / "srdf")
+        fakes = corpus.filter(label=1)
+        assert {r.method for r in fakes} == {"swap+feather", "swap+rct", "reenact+feather", "reenact+rct"}
+        assert len(fakes) == 2 * len(corpus.filter(label=0)) * 4
+        assert {r.perturbation is None for r in fakes} == {True, False}
+        assert len(list((tmp_path / "srdf" / "sheets").glob("*.png"))) == len(fakes.filter(perturbation=None))
 
 
 def test_console_script_is_installed():

@@ -15,7 +15,18 @@ from dftoolkit.progress import set_quiet
 
 __all__ = ["COMMAND_MODULES", "app", "main"]
 
-COMMAND_MODULES = ("samples", "manifest", "corpora", "splits", "preprocess", "faces", "demo")
+COMMAND_MODULES = (
+    "samples",
+    "manifest",
+    "corpora",
+    "splits",
+    "preprocess",
+    "faces",
+    "generate",
+    "perturb",
+    "harmoniser",
+    "demo",
+)
 
 app = typer.Typer(
     name="dftoolkit",

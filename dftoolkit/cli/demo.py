@@ -3,7 +3,9 @@
 Grows with the toolkit. Today: fetch the samples; describe them as a corpus with a CSV; validate
 and index it through the ``folder`` loader (probing frames/fps/size); split it without leaks;
 export it; read 32 frames per video (contact sheet); preprocess the faces (every crop kind) into a
-FaceStore and show its yield table and a contact sheet of crops, landmarks and masks.
+FaceStore and show its yield table and a contact sheet of crops, landmarks and masks; build a small
+SR-DF-style corpus of fakes (swap and reenactment, two blends, clean and randomly perturbed) with a
+contact sheet per fake.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ def demo(
     table = manifest.to_pandas()[["video_id", "target_id", "frames", "fps", "width", "height"]]
     console.print(dataframe_table(table.round({"fps": 2}), "3. Index (probed: exact frame counts)"))
 
+    indexed = manifest
     manifest = grouped_split(manifest, (0.5, 0.25, 0.25), seed=0)
     leaks = check_leaks(manifest)
     console.print(dataframe_table(split_summary(manifest).round({"share": 3}), "4. Grouped split by person"))
@@ -98,6 +101,43 @@ def demo(
     faces_sheet = out / f"faces_{shown}.png"
     store.sheet(shown, faces_sheet, crops=config.crops, max_frames=8)
     console.print(f"   crops, landmarks and masks of {shown}: {faces_sheet.resolve()}")
+
+    _generate(console, indexed, out / "srdf")
+
+
+# One talking head per person: the generator pairs different people.
+GENERATOR_REALS = ("carphone_pristine", "jesper_webcam", "hello_720p")
+
+
+def _generate(console: Console, indexed, out: Path) -> None:
+    from dftoolkit.generators import build_dataset
+    from dftoolkit.generators.builder import BuildReport
+
+    reals = indexed.filter(lambda r: r.video_id in GENERATOR_REALS)
+    if len({r.target_id for r in reals}) < 2:
+        console.print("[bold]8. Generate[/bold]: skipped (needs two people; the Debian samples are missing)")
+        return
+    report = BuildReport(out)
+    corpus = build_dataset(
+        reals,
+        out,
+        methods=["swap", "reenact"],
+        blends=["feather", "rct"],
+        perturbations=[None, "random"],
+        seed=0,
+        sheets=True,
+        report=report,
+    )
+    console.print(
+        f"[bold]8. Generate[/bold] an SR-DF-style corpus: {report.made} fakes made "
+        f"({report.skipped_done} already there), {report.frames} frames in {report.seconds:.1f} s"
+    )
+    for key, reason in {**report.failed, **report.not_made}.items():
+        console.print(f"  [yellow]{key}: {reason.strip().splitlines()[-1]}[/yellow]")
+    table = corpus.to_pandas()[["video_id", "label", "method", "original_id", "perturbation"]]
+    console.print(dataframe_table(table.fillna("-"), f"{out / 'manifest.parquet'} ({len(corpus)} videos)"))
+    fake = next(r for r in corpus if r.label == 1 and r.perturbation is None)
+    console.print(f"   original | fake | mask | difference: {(out / 'sheets' / fake.video_id).resolve()}.png")
 
 
 def register(app: typer.Typer) -> None:

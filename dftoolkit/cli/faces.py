@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from dftoolkit.cli._render import dataframe_table
+from dftoolkit.cli._render import dataframe_table, fail
 
 __all__ = ["register"]
 
@@ -54,8 +54,7 @@ def faces(
             title = f"{where}: {ok} of {len(table)} sampled frames ok"
             console.print(dataframe_table(counts, title))
     except (FileNotFoundError, LookupError, ValueError, OSError) as err:
-        typer.echo(f"error: {' '.join(str(err).split())}", err=True)
-        raise typer.Exit(2) from None
+        fail(err)
 
 
 def register(app: typer.Typer) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from dftoolkit.cli._render import dataframe_table
+from dftoolkit.cli._render import dataframe_table, fail
 from dftoolkit.manifest import Manifest, ManifestError
 
 __all__ = ["register"]
@@ -25,9 +25,7 @@ def info(
         loaded = Manifest.read_parquet(manifest)
         summary = loaded.summary(by=fields)
     except (FileNotFoundError, ManifestError) as err:
-        message = " ".join(str(err).split())  # one line, whatever the underlying error printed
-        typer.echo(f"error: {message}", err=True)
-        raise typer.Exit(2) from None
+        fail(err)
     roots = loaded.roots
     if not roots:
         where = "no root"

@@ -7,8 +7,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from dftoolkit.cli._render import dataframe_table
-from dftoolkit.manifest import Manifest, ManifestError
+from dftoolkit.cli._render import dataframe_table, fail, read_manifest
 
 
 def preprocess(
@@ -27,11 +26,7 @@ def preprocess(
     from dftoolkit.preprocess import PreprocessConfig
     from dftoolkit.preprocess import preprocess as run
 
-    try:
-        manifest = Manifest.read_parquet(manifest_path)
-    except (FileNotFoundError, ManifestError) as err:
-        typer.echo(f"error: {' '.join(str(err).split())}", err=True)
-        raise typer.Exit(2) from None
+    manifest = read_manifest(manifest_path)
     kinds = tuple(k.strip() for k in crops.split(",") if k.strip())
     config = PreprocessConfig(
         crops=kinds,
@@ -44,10 +39,7 @@ def preprocess(
     try:
         report = run(manifest, out, config, workers=workers or None, engine=engine)
     except (ValueError, KeyError) as err:
-        typer.echo(
-            f"error: {' '.join(str(err.args[0] if isinstance(err, KeyError) else err).split())}", err=True
-        )
-        raise typer.Exit(2) from None
+        fail(err)
     console = Console()
     console.print(
         f"{report.processed} video(s) processed, {report.skipped} already done, {len(report.failed)} failed; "

@@ -6,6 +6,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from dftoolkit.cli._render import fail
 from dftoolkit.fetch import FetchError, debian_available
 from dftoolkit.samples import SAMPLES, cache_dir, fetch_samples
 
@@ -27,8 +28,7 @@ def register(app: typer.Typer) -> None:
         try:
             manifest = fetch_samples(root, debian=debian)
         except FetchError as err:
-            typer.echo(f"error: {err}", err=True)
-            raise typer.Exit(2) from None
+            fail(err)
         typer.echo(f"{len(manifest)} sample videos in {manifest.root}")
         typer.echo(f"manifest: {manifest.root / 'manifest.parquet'}")
 

@@ -8,16 +8,7 @@ import pandas as pd
 import typer
 from rich.console import Console
 
-from dftoolkit.cli._render import dataframe_table
-from dftoolkit.manifest import Manifest, ManifestError
-
-
-def _read(path: Path) -> Manifest:
-    try:
-        return Manifest.read_parquet(path)
-    except (FileNotFoundError, ManifestError) as err:
-        typer.echo(f"error: {' '.join(str(err).split())}", err=True)
-        raise typer.Exit(2) from None
+from dftoolkit.cli._render import dataframe_table, read_manifest
 
 
 def _names(text: str) -> list[str]:
@@ -47,7 +38,7 @@ def split(
         split_summary,
     )
 
-    manifest = _read(manifest_path)
+    manifest = read_manifest(manifest_path)
     console = Console()
     if not check:
         if output is None:
@@ -89,7 +80,7 @@ def export(
     """Export a manifest: a Hugging Face DatasetDict by split (save_to_disk), Parquet and CSV."""
     from dftoolkit.export import export_manifest
 
-    manifest = _read(manifest_path)
+    manifest = read_manifest(manifest_path)
     try:
         written = export_manifest(manifest, out, formats=tuple(_names(formats)))
     except ValueError as err:

@@ -14,13 +14,11 @@ Engines: ``local`` (a process pool, one face model per worker, the default) and 
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import time
 import traceback
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +35,7 @@ from dftoolkit.preprocess.tracking import link_tracks, main_track, smooth_landma
 from dftoolkit.progress import progress
 from dftoolkit.records import VideoRecord
 from dftoolkit.video import VideoDecodeError, VideoReader, sample_indices
+from dftoolkit.workers import run_phases
 
 __all__ = ["ENGINES", "PreprocessConfig", "RunReport", "preprocess", "process_video"]
 
@@ -302,16 +301,8 @@ def _make_cascade(config: PreprocessConfig):
     return DetectionCascade(get_backend(config.backend, **dict(config.backend_options)))
 
 
-def _init_worker(config: PreprocessConfig, store_root: str, log_path: str | None = None) -> None:
-    """Load the face models once per worker process.
-
-    With ``log_path`` (worker processes only), the process's stderr goes to that file: native
-    libraries (mediapipe's absl/glog, TFLite) print warnings there that no setting silences.
-    """
-    if log_path:
-        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        os.dup2(fd, 2)
-        os.close(fd)
+def _init_worker(config: PreprocessConfig, store_root: str) -> None:
+    """Load the face models once per worker process."""
     cv2.setNumThreads(1)
     _WORKER["config"] = config
     _WORKER["store"] = FaceStore(store_root)
@@ -396,22 +387,15 @@ def _frames_in(outcome: dict[str, Any]) -> int:
 
 
 def _run_local(manifest, phases, config, store_root, workers) -> Iterator[dict[str, Any]]:
-    workers = workers or os.cpu_count() or 1
-    if workers == 1:
-        _init_worker(config, str(store_root))
-        for phase in phases:
-            for record in phase:
-                yield _run_one(record, *_paths(manifest, record))
-        return
-    # spawn, not fork: the parent may hold threaded native libraries (mediapipe, protobuf, ffmpeg)
-    # whose locks a forked child inherits half-taken.
-    context = multiprocessing.get_context("spawn")
-    log = str(worker_log(store_root))
-    with ProcessPoolExecutor(workers, context, _init_worker, (config, str(store_root), log)) as pool:
-        for phase in phases:  # fakes wait for their originals' tracks
-            futures = [pool.submit(_run_one, record, *_paths(manifest, record)) for record in phase]
-            for future in as_completed(futures):
-                yield future.result()
+    jobs = [[(record, *_paths(manifest, record)) for record in phase] for phase in phases]
+    yield from run_phases(
+        _run_one,
+        jobs,
+        workers=workers,
+        initializer=_init_worker,
+        initargs=(config, str(store_root)),
+        log_path=worker_log(store_root),
+    )
 
 
 def worker_log(store_root: str | os.PathLike[str]) -> Path:

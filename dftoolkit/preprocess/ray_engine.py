@@ -19,6 +19,7 @@ from typing import Any
 from dftoolkit.manifest import Manifest
 from dftoolkit.preprocess.pipeline import PreprocessConfig, _init_worker, _paths, _run_one, worker_log
 from dftoolkit.records import VideoRecord
+from dftoolkit.workers import redirect_stderr
 
 __all__ = ["run_ray"]
 
@@ -29,7 +30,8 @@ class _Worker:
     """A Ray actor: face models loaded once, then one video per row."""
 
     def __init__(self, config: PreprocessConfig, store_root: str) -> None:
-        _init_worker(config, store_root, str(worker_log(store_root)))
+        redirect_stderr(worker_log(store_root))
+        _init_worker(config, store_root)
 
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
         record = VideoRecord(**json.loads(row["record"]))

@@ -1,0 +1,128 @@
+"""``dftoolkit generate``: build an SR-DF-style corpus of fakes from a manifest of real videos."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from dftoolkit.cli._render import dataframe_table, fail, read_manifest
+
+__all__ = ["register"]
+
+
+def _names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def _options(settings: list[str]) -> dict[str, dict[str, Any]]:
+    """``["fomm.checkpoint=/x.pth", "feather.width=12"]`` -> ``{"fomm": {"checkpoint": "/x.pth"}, ...}``.
+    Values are JSON when they parse as JSON (numbers, true/false), else strings."""
+    out: dict[str, dict[str, Any]] = {}
+    for setting in settings:
+        name, sep, value = setting.partition("=")
+        owner, dot, key = name.partition(".")
+        if not (sep and dot and owner and key):
+            fail(f"--set {setting!r}: expected NAME.OPTION=VALUE, e.g. fomm.checkpoint=vox-cpk.pth.tar")
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            parsed = value
+        out.setdefault(owner, {})[key] = parsed
+    return out
+
+
+def _print_lists(console: Console) -> None:
+    from dftoolkit.generators import list_blends, list_methods
+
+    methods = Table("method", "kind", "description", title="manipulation methods")
+    for name, kind, description in list_methods():
+        methods.add_row(name, kind, description)
+    blends = Table("blend", "description", title="blends")
+    for name, description in list_blends():
+        blends.add_row(name, description)
+    console.print(methods, blends)
+
+
+def generate(
+    manifest_path: Path = typer.Argument(
+        None, metavar="MANIFEST", help="Manifest Parquet file of real videos (FF++ fakes in it give pairs)."
+    ),
+    out: Path = typer.Option(None, "--out", "-o", help="Corpus folder (created, or resumed)."),
+    methods: str = typer.Option("swap,reenact", help="Comma-separated manipulation methods."),
+    blends: str = typer.Option("feather", help="Comma-separated blends."),
+    perturb: list[str] = typer.Option(
+        None,
+        "--perturb",
+        help='A perturbation per fake, repeatable: none, "CS:3 GB:2", c40, random, random:2 (default none).',
+    ),
+    seed: int = typer.Option(0, help="Seed of the pairs and every random choice."),
+    per_target: int = typer.Option(1, min=1, help="Sources per target when pairs are drawn."),
+    crf: int = typer.Option(18, min=0, max=51, help="H.264 crf of the fakes."),
+    lossless: bool = typer.Option(False, "--lossless", help="Write the fakes lossless (ignores --crf)."),
+    store: Path = typer.Option(None, help="FaceStore whose full-video landmarks to reuse."),
+    backend: str = typer.Option("mediapipe", help="Face backend for the face tracks."),
+    name: str = typer.Option("srdf", help="Dataset name of the records."),
+    workers: int = typer.Option(0, help="Processes (0: one per core)."),
+    sheets: bool = typer.Option(
+        False, "--sheets", help="Write a contact sheet per (method, blend, pair) in sheets/."
+    ),
+    settings: list[str] = typer.Option(
+        None, "--set", help="Method or blend option NAME.OPTION=VALUE, repeatable (e.g. fomm.checkpoint=...)."
+    ),
+    list_all: bool = typer.Option(False, "--list", help="List the methods and blends, then exit."),
+) -> None:
+    """Make fakes (methods x blends x perturbations) of pairs of real videos; resumable (rerun to go on)."""
+    from dftoolkit.generators import BLENDS, build_dataset
+    from dftoolkit.generators.builder import BuildReport
+
+    console = Console()
+    if list_all:
+        _print_lists(console)
+        return
+    if manifest_path is None or out is None:
+        fail("give MANIFEST and --out (or --list)")
+    manifest = read_manifest(manifest_path)
+    options = _options(settings or [])
+    report = BuildReport(out)
+    try:
+        corpus = build_dataset(
+            manifest,
+            out,
+            methods=_names(methods),
+            blends=_names(blends),
+            perturbations=perturb or [None],
+            seed=seed,
+            name=name,
+            per_target=per_target,
+            method_options={k: v for k, v in options.items() if k not in BLENDS},
+            blend_options={k: v for k, v in options.items() if k in BLENDS},
+            crf=None if lossless else crf,
+            store=store,
+            backend=backend,
+            workers=workers or None,
+            sheets=sheets,
+            report=report,
+        )
+    except (ValueError, KeyError, FileNotFoundError) as err:
+        fail(err)
+    console.print(
+        f"{report.made} fake(s) made, {report.skipped_done} already done, {len(report.failed)} failed, "
+        f"{len(report.not_made)} not made; {report.frames} frames in {report.seconds:.1f} s"
+    )
+    for key, error in report.failed.items():
+        console.print(f"[red]failed[/red] {key}: {error.strip().splitlines()[-1]}")
+    for key, reason in {**report.not_made, **report.unpaired}.items():
+        console.print(f"[yellow]not made[/yellow] {key}: {reason}")
+    summary = corpus.summary(by=("label", "method", "split"))
+    console.print(dataframe_table(summary, f"{out / 'manifest.parquet'}: {len(corpus)} videos"))
+    if sheets:
+        console.print(f"contact sheets: {out / 'sheets'}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("generate")(generate)

@@ -1,0 +1,212 @@
+"""What every generator shares: the face material, the manipulation and blend interfaces, registries.
+
+A fake frame is made in two steps:
+
+1. a :class:`Manipulation` *renders* the manipulated face into frame ``t`` of the target video and
+   says where, with a soft mask;
+2. a :class:`Blend` merges the rendering into the untouched target frame inside that mask
+   (paste, feathering, Poisson, colour transfer, a harmonisation network).
+
+Any manipulation combines with any blend. Frames are ``(H, W, 3)`` uint8 RGB; masks are
+``(H, W)`` float32 in [0, 1]; landmarks are ``(68, 2)`` float32 ``x, y`` pixels in iBUG order.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from dftoolkit.registry import Registry
+
+__all__ = [
+    "BLENDS",
+    "KINDS",
+    "METHODS",
+    "Blend",
+    "FacePatches",
+    "FaceTrack",
+    "Manipulation",
+    "Rendered",
+    "get_blend",
+    "get_method",
+    "list_blends",
+    "list_methods",
+    "register_blend",
+    "register_method",
+]
+
+KINDS = ("swap", "reenact")
+
+
+@dataclass(frozen=True)
+class FaceTrack:
+    """The main face of a video, frame by frame (every frame, not a sample).
+
+    Attributes:
+        landmarks: ``(T, 68, 2)`` float32 pixels, temporally smoothed; NaN rows where no face.
+        height, width: frame size in pixels.
+        fps: frames per second of the video.
+    """
+
+    landmarks: np.ndarray
+    height: int
+    width: int
+    fps: float
+
+    def __len__(self) -> int:
+        return len(self.landmarks)
+
+    @property
+    def found(self) -> np.ndarray:
+        """``(T,)`` bool: frames where the face was found."""
+        return ~np.isnan(self.landmarks).any(axis=(1, 2))
+
+
+@dataclass(frozen=True)
+class FacePatches:
+    """Face material of a source (a video or a still): square crops around the face.
+
+    Only frames with a face are kept, in their order in the source.
+
+    Attributes:
+        images: ``(S, P, P, 3)`` uint8 RGB crops (``S >= 1``).
+        landmarks: ``(S, 68, 2)`` float32 pixels of the crops (no NaN).
+        frame_indices: ``(S,)`` int64 frame of the source each crop comes from (0 for a still).
+    """
+
+    images: np.ndarray
+    landmarks: np.ndarray
+    frame_indices: np.ndarray
+
+    def __post_init__(self) -> None:
+        n = len(self.images)
+        if n == 0:
+            raise ValueError("FacePatches needs at least one face crop")
+        if self.images.ndim != 4 or self.images.shape[3] != 3 or self.images.dtype != np.uint8:
+            raise ValueError(
+                f"images must be (S, P, P, 3) uint8, got {self.images.shape} {self.images.dtype}"
+            )
+        if self.landmarks.shape != (n, 68, 2) or np.isnan(self.landmarks).any():
+            raise ValueError(f"landmarks must be ({n}, 68, 2) without NaN, got {self.landmarks.shape}")
+        if self.frame_indices.shape != (n,):
+            raise ValueError(f"frame_indices must be ({n},), got {self.frame_indices.shape}")
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def at(self, t: int) -> int:
+        """Which crop to use at target frame ``t``: the source plays forward then backward (ping-pong),
+        so a short source never jumps."""
+        n = len(self.images)
+        if n == 1:
+            return 0
+        period = 2 * (n - 1)
+        phase = t % period
+        return phase if phase < n else period - phase
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """One manipulated frame before blending.
+
+    Attributes:
+        image: ``(H, W, 3)`` uint8: the manipulated face drawn over the target frame; equal to
+            the target frame where ``mask`` is 0.
+        mask: ``(H, W)`` float32 in [0, 1]: the manipulated region (all zero when the target
+            has no face in this frame; the frame is then left untouched).
+    """
+
+    image: np.ndarray
+    mask: np.ndarray
+
+
+class Manipulation(ABC):
+    """Renders a manipulated face into each frame of a target video.
+
+    ``kind`` ``swap``: the face in the target is replaced by the source's identity, following the
+    target's pose and expression. ``kind`` ``reenact``: the target's own face is moved to follow the
+    source's expression and head motion. Either way the output has the target's frames, length and
+    size, and the target is the fake's ``original``.
+
+    Subclasses take the material in ``__init__(source, target, **params)`` and keep every
+    parameter they use in :meth:`params` (recorded in the provenance of each fake).
+    """
+
+    name: ClassVar[str]
+    kind: ClassVar[str]
+    description: ClassVar[str]
+
+    def __init__(self, source: FacePatches, target: FaceTrack) -> None:
+        self.source = source
+        self.target = target
+
+    @abstractmethod
+    def render(self, t: int, frame: np.ndarray) -> Rendered:
+        """Frame ``t`` of the target, ``(H, W, 3)`` uint8, with the manipulated face drawn in."""
+
+    def params(self) -> dict[str, Any]:
+        """The parameters of this instance (JSON-serialisable)."""
+        return {}
+
+    def close(self) -> None:  # noqa: B027 - optional hook: release models
+        """Release models (optional)."""
+
+
+class Blend(ABC):
+    """Merges a rendering into the target frame inside the mask.
+
+    The result equals ``target`` wherever ``mask`` is 0. Options go to ``__init__`` and are listed
+    by :meth:`params` for the provenance.
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+
+    @abstractmethod
+    def __call__(self, rendered: np.ndarray, target: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """``(H, W, 3)`` uint8 rendering and target, ``(H, W)`` float32 mask -> ``(H, W, 3)`` uint8."""
+
+    def params(self) -> dict[str, Any]:
+        """The options of this instance (JSON-serialisable)."""
+        return {}
+
+
+METHODS: Registry[type[Manipulation]] = Registry("manipulation method")
+BLENDS: Registry[type[Blend]] = Registry("blend")
+
+
+def register_method(cls: type[Manipulation]) -> type[Manipulation]:
+    """Class decorator: register a :class:`Manipulation` under its ``name``."""
+    if cls.kind not in KINDS:
+        raise ValueError(f"{cls.__name__}.kind must be one of {KINDS}, got {cls.kind!r}")
+    METHODS.register(cls.name, cls.description)(cls)
+    return cls
+
+
+def register_blend(cls: type[Blend]) -> type[Blend]:
+    """Class decorator: register a :class:`Blend` under its ``name``."""
+    BLENDS.register(cls.name, cls.description)(cls)
+    return cls
+
+
+def get_method(name: str) -> type[Manipulation]:
+    """The manipulation class registered as ``name`` (build it with source, target and params)."""
+    return METHODS.get(name)
+
+
+def get_blend(name: str, **options: Any) -> Blend:
+    """A new blend registered as ``name``, built with ``options``."""
+    return BLENDS.get(name)(**options)
+
+
+def list_methods() -> list[tuple[str, str, str]]:
+    """``(name, kind, description)`` of every manipulation method."""
+    return [(e.name, e.obj.kind, e.description) for e in METHODS.entries()]
+
+
+def list_blends() -> list[tuple[str, str]]:
+    """``(name, description)`` of every blend."""
+    return [(e.name, e.description) for e in BLENDS.entries()]

@@ -1,0 +1,213 @@
+"""The SR-DF-style dataset builder on real sample videos: layout, fidelity, resume, determinism, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from dftoolkit.cli import app
+from dftoolkit.corpora import index_corpus
+from dftoolkit.generators import build_dataset, choose_pairs
+from dftoolkit.generators.builder import BuildReport, perturbation_tag
+from dftoolkit.manifest import Manifest
+from dftoolkit.records import VideoRecord
+from dftoolkit.video import VideoReader, VideoWriter
+
+TWO = ("carphone_pristine", "jesper_webcam")
+# both methods x two blends, clean and one perturbation, lossless so pixels compare exactly
+BUILD = {
+    "methods": ["swap", "reenact"],
+    "blends": ["naive", "rct"],
+    "perturbations": [None, "CS:5"],
+    "seed": 3,
+    "crf": None,
+}
+
+
+@pytest.fixture(scope="module")
+def reals(samples_manifest) -> Manifest:
+    return samples_manifest.filter(lambda r: r.video_id in TWO)
+
+
+@pytest.fixture(scope="module")
+def built(reals, tmp_path_factory):
+    out = tmp_path_factory.mktemp("srdf")
+    report = BuildReport(out)
+    manifest = build_dataset(reals, out, **BUILD, workers=2, sheets=True, report=report)
+    return out, manifest, report
+
+
+def _frames(path) -> np.ndarray:
+    return VideoReader(path).read(np.arange(VideoReader(path).num_frames))
+
+
+def test_every_method_and_blend_is_written_with_its_original(built, reals):
+    out, manifest, report = built
+    fakes = [r for r in manifest if r.label == 1]
+    assert report.made == len(fakes) == 2 * 2 * 2 * 2 and not report.failed
+    assert {r.method for r in fakes} == {"swap+naive", "swap+rct", "reenact+naive", "reenact+rct"}
+    assert {r.perturbation for r in fakes} == {None, "CS:5"}
+    originals = {r.video_id: r for r in manifest if r.label == 0}
+    assert set(originals) == set(TWO)
+    for fake in fakes:
+        original = originals[fake.original_id]
+        target = VideoReader(out / original.relpath)
+        video, mask = VideoReader(out / fake.relpath), VideoReader(out / fake.mask_relpath)
+        assert video.num_frames == mask.num_frames == target.num_frames == fake.frames
+        assert video.shape == mask.shape == target.shape
+        assert fake.target_id == original.target_id != fake.source_id
+
+
+def test_fake_equals_original_outside_the_mask_and_differs_inside(built):
+    out, manifest, _ = built
+    originals = {r.video_id: r for r in manifest if r.label == 0}
+    for fake in manifest.filter(label=1, perturbation=None):
+        fake_frames = _frames(out / fake.relpath)
+        real = _frames(out / originals[fake.original_id].relpath)
+        masks = _frames(out / fake.mask_relpath)[..., 0]
+        assert (masks > 0).mean(axis=(1, 2)).min() > 0.02, f"{fake.video_id}: a frame without mask"
+        outside = masks == 0
+        if fake.method.endswith("naive"):
+            assert np.array_equal(fake_frames[outside], real[outside]), fake.video_id
+        inside = masks == 255
+        diff = np.abs(fake_frames.astype(int) - real.astype(int))[inside].mean()
+        assert diff > 3, f"{fake.video_id}: inside the mask the fake is the original"
+
+
+def test_perturbed_fakes_record_their_chain_and_lose_saturation(built):
+    out, manifest, _ = built
+    for fake in manifest.filter(label=1, perturbation="CS:5"):
+        clean = fake.video_id.removesuffix("-CS5")
+        frames = _frames(out / fake.relpath).astype(int)
+        assert np.abs(frames - frames[..., :1]).max() <= 2, "CS level 5 is greyscale"
+        provenance = json.loads((out / "provenance" / f"{fake.video_id}.json").read_text())
+        assert provenance["perturbation"] == "CS:5" and provenance["record"]["video_id"] == fake.video_id
+        assert (out / "provenance" / f"{clean}.json").exists()
+
+
+def test_provenance_sheets_and_toolkit_index(built):
+    out, manifest, _ = built
+    indexed = index_corpus("toolkit", out)
+    assert sorted(r.key for r in indexed) == sorted(r.key for r in manifest)
+    fake = next(r for r in manifest if r.label == 1 and r.method == "swap+rct" and r.perturbation is None)
+    provenance = json.loads((out / "provenance" / f"{fake.video_id}.json").read_text())
+    assert provenance["method"] == "swap" and provenance["blend"] == "rct"
+    assert provenance["target"]["video_id"] == fake.original_id
+    assert provenance["manipulated_frames"] == fake.frames
+    assert provenance["tool"].startswith("dftoolkit ")
+    sheet = out / "sheets" / f"{fake.video_id}.png"
+    assert sheet.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_rerun_skips_finished_fakes_and_redoes_lost_ones(built, reals):
+    out, manifest, _ = built
+    lost = next(r for r in manifest if r.label == 1 and r.method == "reenact+rct")
+    (out / "provenance" / f"{lost.video_id}.json").unlink()
+    (out / lost.relpath).unlink()
+    report = BuildReport(out)
+    again = build_dataset(reals, out, **BUILD, workers=1, report=report)
+    assert report.made == 1 and report.skipped_done == len(manifest.filter(label=1)) - 1
+    assert sorted(r.key for r in again) == sorted(r.key for r in manifest)
+    assert (out / lost.relpath).is_file()
+
+
+def test_same_seed_same_corpus(built, reals, tmp_path):
+    out, manifest, _ = built
+    other = build_dataset(reals, tmp_path, methods=["swap"], blends=["naive"], seed=3, crf=None, workers=1)
+    (fake,) = other.filter(label=1, original_id="carphone_pristine")
+    twin = next(r for r in manifest if r.video_id == fake.video_id)
+    assert fake == twin.replace(perturbation=None)
+    assert np.array_equal(_frames(tmp_path / fake.relpath), _frames(out / twin.relpath))
+
+
+def test_faceless_target_is_not_labelled_fake(reals, sample, tmp_path):
+    """A real video without a face (the slides of the hello_720p screencast, cropped away from the
+    presenter) as a target gives no fake, and the reason is recorded; its pair partner still works."""
+    slides = VideoReader(sample("hello_720p")).read(np.arange(24))[:, 400:640, 800:1120]
+    with VideoWriter(tmp_path / "slides.mp4", fps=25, lossless=True) as writer:
+        writer.write_many(slides)
+    faceless = VideoRecord("extra", "slides", "slides.mp4", 0, target_id="nobody")
+    jesper = reals.filter(video_id="jesper_webcam")
+    both = Manifest.concat([jesper, Manifest([faceless], root=tmp_path)])
+    report = BuildReport(tmp_path / "out")
+    manifest = build_dataset(
+        both, tmp_path / "out", methods=["swap"], blends=["naive"], workers=1, report=report
+    )
+    assert {r.original_id for r in manifest if r.label == 1} == set()
+    assert set(report.not_made) == {"swap/jesper_webcam_slides", "swap/slides_jesper_webcam"}
+    assert report.not_made["swap/slides_jesper_webcam"] == "the target video has no face in any frame"
+    run = json.loads(sorted((tmp_path / "out" / "runs").glob("*.json"))[-1].read_text())
+    assert run["not_made"] == report.not_made
+
+
+def _record(video_id, label=0, **fields) -> VideoRecord:
+    return VideoRecord("ffpp", video_id, f"{video_id}.mp4", label, **fields)
+
+
+def test_official_pairs_and_their_splits_are_reused():
+    records = [
+        _record("youtube-c23-000", method="youtube", compression="c23", split="train", target_id="000"),
+        _record("youtube-c23-003", method="youtube", compression="c23", split="train", target_id="003"),
+        _record("youtube-c23-010", method="youtube", compression="c23", split="test", target_id="010"),
+        _record("youtube-c40-000", method="youtube", compression="c40", split="train", target_id="000"),
+    ]
+    pair = {"compression": "c23", "split": "train", "target_id": "000", "source_id": "003"}
+    records += [
+        _record("Deepfakes-c23-000_003", 1, method="Deepfakes", original_id="youtube-c23-000", **pair),
+        _record("FaceSwap-c23-000_003", 1, method="FaceSwap", original_id="youtube-c23-000", **pair),
+    ]
+    pairs, unpaired = choose_pairs(Manifest(records, root="/x"))
+    assert [(p.target.video_id, p.source.video_id, p.split) for p in pairs] == [
+        ("youtube-c23-000", "youtube-c23-003", "train")
+    ]
+    assert set(unpaired) == {"ffpp/youtube-c23-003", "ffpp/youtube-c23-010", "ffpp/youtube-c40-000"}
+
+
+def test_drawn_pairs_cross_identities_within_a_split():
+    people = ["a", "a", "b", "c", "d"]
+    splits = ["train", "train", "train", "test", "test"]
+    records = [
+        _record(f"v{i}", target_id=p, split=s) for i, (p, s) in enumerate(zip(people, splits, strict=True))
+    ]
+    pairs, unpaired = choose_pairs(Manifest(records, root="/x"), seed=1)
+    assert not unpaired and len(pairs) == 5
+    for pair in pairs:
+        assert pair.target.target_id != pair.source.target_id
+        assert pair.target.split == pair.source.split == pair.split
+    assert pairs == choose_pairs(Manifest(records, root="/x"), seed=1)[0]
+    lonely = [_record("v0", target_id="a", split="val"), _record("v1", target_id="b", split="test")]
+    pairs, unpaired = choose_pairs(Manifest(lonely, root="/x"))
+    assert not pairs and "split 'val'" in unpaired["ffpp/v0"]
+
+
+def test_perturbation_tags():
+    assert perturbation_tag(None, 0) == "" and perturbation_tag("none", 1) == ""
+    assert perturbation_tag("CS:3 GB:2", 1) == "CS3-GB2" and perturbation_tag("random:2", 4) == "rand4"
+
+
+def test_bad_arguments_fail_before_any_work(reals, tmp_path):
+    with pytest.raises(KeyError, match="unknown manipulation method 'nope'"):
+        build_dataset(reals, tmp_path, methods=["nope"])
+    with pytest.raises(KeyError, match="unknown blend 'nope'"):
+        build_dataset(reals, tmp_path, blends=["nope"])
+    with pytest.raises(ValueError, match="no source/target pair"):
+        build_dataset(reals.filter(video_id="jesper_webcam"), tmp_path)
+    assert not (tmp_path / "manifest.parquet").exists()
+
+
+def test_cli_generate_lists_and_builds(reals, tmp_path):
+    runner = CliRunner()
+    listed = runner.invoke(app, ["generate", "--list"])
+    assert listed.exit_code == 0 and "swap" in listed.stdout and "poisson" in listed.stdout
+    path = tmp_path / "reals.parquet"
+    reals.write_parquet(path)
+    command = ["--quiet", "generate", str(path), "--out", str(tmp_path / "c"), "--methods", "swap"]
+    result = runner.invoke(app, [*command, "--blends", "feather", "--workers", "1", "--sheets"])
+    assert result.exit_code == 0, result.output
+    assert "2 fake(s) made" in result.stdout
+    assert len(list((tmp_path / "c" / "sheets").glob("*.png"))) == 2
+    bad = runner.invoke(app, ["generate", str(path), "--out", str(tmp_path / "d"), "--set", "oops"])
+    assert bad.exit_code == 2 and "NAME.OPTION=VALUE" in bad.output

@@ -39,6 +39,7 @@ bench: setup
 	$(PY) bench/index.py
 	$(PY) bench/preprocess.py
 	$(PY) bench/generate.py
+	$(PY) bench/quality.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

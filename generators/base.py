@@ -34,6 +34,7 @@ __all__ = [
     "get_method",
     "list_blends",
     "list_methods",
+    "ping_pong",
     "register_blend",
     "register_method",
 ]
@@ -63,6 +64,19 @@ class FaceTrack:
     def found(self) -> np.ndarray:
         """``(T,)`` bool: frames where the face was found."""
         return ~np.isnan(self.landmarks).any(axis=(1, 2))
+
+
+def ping_pong(t: int | np.ndarray, n: int) -> np.ndarray:
+    """Index into an ``n``-item source at step ``t`` (int or array): forward to the end, then backward,
+    and again: ``0, 1, ..., n-1, n-2, ..., 1, 0, 1, ...`` (always 0 when ``n`` is 1)."""
+    if n < 1:
+        raise ValueError(f"a source needs at least one item, got {n}")
+    t = np.asarray(t)
+    if n == 1:
+        return np.zeros_like(t)
+    period = 2 * (n - 1)
+    phase = t % period
+    return np.where(phase < n, phase, period - phase)
 
 
 @dataclass(frozen=True)
@@ -98,14 +112,8 @@ class FacePatches:
         return len(self.images)
 
     def at(self, t: int) -> int:
-        """Which crop to use at target frame ``t``: the source plays forward then backward (ping-pong),
-        so a short source never jumps."""
-        n = len(self.images)
-        if n == 1:
-            return 0
-        period = 2 * (n - 1)
-        phase = t % period
-        return phase if phase < n else period - phase
+        """Which crop to use at target frame ``t``: :func:`ping_pong`, so a short source never jumps."""
+        return int(ping_pong(t, len(self.images)))
 
 
 @dataclass(frozen=True)

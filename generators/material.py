@@ -6,6 +6,7 @@ target; frames are streamed, never all held in memory.
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterable
 
@@ -34,8 +35,9 @@ def face_track(
     cascade: DetectionCascade,
     smooth: int = 5,
     policy: str = "persistent",
+    frames: int | None = None,
 ) -> FaceTrack:
-    """The main face's landmarks in every frame of a video.
+    """The main face's landmarks in every frame of a video (or in its first ``frames`` frames).
 
     Faces are found frame by frame by the cascade (each frame seeded with the previous face),
     linked into tracks, the main track kept (:func:`~dftoolkit.preprocess.tracking.main_track`)
@@ -45,7 +47,7 @@ def face_track(
         VideoDecodeError: the video (or one of its frames) cannot be decoded.
     """
     reader = VideoReader(path)
-    faces = cascade.detect_video(iter(reader))
+    faces = cascade.detect_video(itertools.islice(iter(reader), frames))
     n = len(faces)
     landmarks = np.full((n, 68, 2), np.nan, np.float32)
     track = main_track(link_tracks([f.boxes for f in faces]), n, policy=policy)

@@ -108,8 +108,8 @@ def test_identical_keypoints_give_the_identity_flow():
         small = model.generator.dense_motion_network.down(source)
     ys, xs = torch.meshgrid(torch.linspace(-1, 1, 64), torch.linspace(-1, 1, 64), indexing="ij")
     torch.testing.assert_close(motion.deformation[0], torch.stack([xs, ys], -1), atol=1e-5, rtol=0)
-    for k in range(11):
-        torch.testing.assert_close(motion.sparse_deformed[0, k], small[0], atol=1e-5, rtol=0)
+    for k in range(11):  # grid_sample at the pixel grid: float32 rounding of the bilinear weights, ~2e-5
+        torch.testing.assert_close(motion.sparse_deformed[0, k], small[0], atol=1e-4, rtol=0)
 
 
 def test_uniform_heatmaps_put_keypoints_at_the_centre_with_identity_jacobians():

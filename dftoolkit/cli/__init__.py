@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "generate",
     "perturb",
     "harmoniser",
+    "quality",
     "demo",
 )
 

@@ -5,7 +5,7 @@ and index it through the ``folder`` loader (probing frames/fps/size); split it w
 export it; read 32 frames per video (contact sheet); preprocess the faces (every crop kind) into a
 FaceStore and show its yield table and a contact sheet of crops, landmarks and masks; build a small
 SR-DF-style corpus of fakes (swap and reenactment, two blends, clean and randomly perturbed) with a
-contact sheet per fake.
+contact sheet per fake; score the sample corpus and the fakes side by side (the quality report).
 """
 
 from __future__ import annotations
@@ -102,21 +102,23 @@ def demo(
     store.sheet(shown, faces_sheet, crops=config.crops, max_frames=8)
     console.print(f"   crops, landmarks and masks of {shown}: {faces_sheet.resolve()}")
 
-    _generate(console, indexed, out / "srdf")
+    if _generate(console, indexed, out / "srdf"):
+        _quality(console, indexed, out / "srdf", out / "quality")
 
 
 # One talking head per person: the generator pairs different people.
 GENERATOR_REALS = ("carphone_pristine", "jesper_webcam", "hello_720p")
 
 
-def _generate(console: Console, indexed, out: Path) -> None:
+def _generate(console: Console, indexed, out: Path) -> bool:
+    """Step 8; False when it could not run."""
     from dftoolkit.generators import build_dataset
     from dftoolkit.generators.builder import BuildReport
 
     reals = indexed.filter(lambda r: r.video_id in GENERATOR_REALS)
     if len({r.target_id for r in reals}) < 2:
         console.print("[bold]8. Generate[/bold]: skipped (needs two people; the Debian samples are missing)")
-        return
+        return False
     report = BuildReport(out)
     corpus = build_dataset(
         reals,
@@ -138,6 +140,20 @@ def _generate(console: Console, indexed, out: Path) -> None:
     console.print(dataframe_table(table.fillna("-"), f"{out / 'manifest.parquet'} ({len(corpus)} videos)"))
     fake = next(r for r in corpus if r.label == 1 and r.perturbation is None)
     console.print(f"   original | fake | mask | difference: {(out / 'sheets' / fake.video_id).resolve()}.png")
+    return True
+
+
+def _quality(console: Console, indexed, fakes: Path, out: Path) -> None:
+    from dftoolkit.cli.quality import print_report
+    from dftoolkit.quality import quality_report
+
+    start = time.perf_counter()
+    report = quality_report([indexed, fakes], out)
+    console.print(
+        f"[bold]9. Quality[/bold] of the sample corpus and the fakes side by side: "
+        f"{len(report.per_video)} videos in {time.perf_counter() - start:.1f} s; {out / 'report.md'}"
+    )
+    print_report(console, report)
 
 
 def register(app: typer.Typer) -> None:

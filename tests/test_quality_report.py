@@ -1,0 +1,167 @@
+"""The quality report on the real sample corpus plus a generated SR-DF-style fake set."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from dftoolkit.cli import app
+from dftoolkit.manifest import Manifest
+from dftoolkit.quality import QualityConfig, method_kind, quality_report
+
+PNG = b"\x89PNG\r\n\x1a\n"
+FAST = QualityConfig(frames=6, temporal_frames=8, size=128)
+
+
+@pytest.fixture(scope="module")
+def reals(samples_manifest):
+    return samples_manifest.filter(lambda r: r.video_id in ("carphone_pristine", "jesper_webcam"))
+
+
+@pytest.fixture(scope="module")
+def fakes(reals, tmp_path_factory):
+    """A toolkit corpus: the two reals, a swap and a reenactment each way (lossless, pasted)."""
+    from dftoolkit.generators import build_dataset
+
+    out = tmp_path_factory.mktemp("srdf") / "srdf"
+    build_dataset(reals, out, methods=["swap", "reenact"], blends=["naive"], crf=None, workers=1)
+    return out
+
+
+@pytest.fixture(scope="module")
+def no_torch_weights(tmp_path_factory):
+    """An empty $TORCH_HOME: VGG-16, AlexNet and ResNet-18 weights are missing, as on a fresh machine."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("TORCH_HOME", str(tmp_path_factory.mktemp("torch_home")))
+    yield
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def report(reals, fakes, no_torch_weights, tmp_path_factory):
+    out = tmp_path_factory.mktemp("quality")
+    return quality_report([reals, fakes], out, FAST, workers=2)
+
+
+def _valid_png(path) -> bool:
+    return path.read_bytes()[:8] == PNG and cv2.imread(str(path)) is not None
+
+
+def test_report_files_and_tables(report, fakes):
+    out = report.out_dir
+    for name in (
+        "report.json",
+        "report.md",
+        "per_video.csv",
+        "tsne.png",
+        "distributions.png",
+        "worst_mask_ssim.png",
+    ):
+        assert (out / name).is_file(), name
+    for name in ("tsne.png", "distributions.png", "worst_mask_ssim.png"):
+        assert _valid_png(out / name), name
+    # one row per dataset and class, one per dataset and method
+    assert sorted(zip(report.datasets.dataset, report.datasets.kind, strict=True)) == [
+        ("samples", "real"),
+        ("srdf", "fake"),
+        ("srdf", "real"),
+    ]
+    assert sorted(report.methods.method) == ["reenact+naive", "swap+naive"]
+    assert report.methods.videos.tolist() == [2, 2]
+    written = json.loads((out / "report.json").read_text())
+    assert len(written["datasets"]) == 3 and len(written["methods"]) == 2
+    assert len(report.per_video) == len(Manifest.read_parquet(fakes / "manifest.parquet")) + 2
+    assert not report.skipped, report.skipped
+
+
+def test_scores_land_where_they_apply(report):
+    v = report.per_video.set_index(["dataset", "video_id"])
+    fakes = v[v.label == 1]
+    reals = v[v.label == 0]
+    assert fakes.mask_ssim.between(0, 1).all() and fakes.perceptual.gt(0).all()
+    assert reals[["mask_ssim", "perceptual", "identity_to_source", "expression_to_source"]].isna().all().all()
+    assert v.ewarp.gt(0).all() and v.jitter.notna().all()
+    swaps = fakes[fakes.method == "swap+naive"]
+    reenacts = fakes[fakes.method == "reenact+naive"]
+    assert swaps.identity_to_source.between(-1, 1).all() and swaps.expression_to_source.isna().all()
+    assert reenacts.expression_to_source.ge(0).all() and reenacts.identity_to_source.isna().all()
+    # the same real video scores the same in both datasets (same file, same settings)
+    assert v.loc[("samples", "carphone_pristine"), "ewarp"] == v.loc[("srdf", "carphone_pristine"), "ewarp"]
+
+
+def test_missing_weights_are_reported_not_faked(report):
+    # LPIPS needs AlexNet's ImageNet trunk: not computed, and the reason names the file
+    assert "alexnet-owt-7be5be79.pth" in report.unavailable["lpips"]
+    assert report.per_video.lpips.isna().all()
+    # perceptual and t-SNE fall back to the offline ImageNet MobileNetV2, flagged everywhere
+    for metric in ("perceptual", "tsne"):
+        info = report.backbones[metric]
+        assert info["name"] == "mobilenet_v2" and info["fallback"] and info["imagenet"]
+    markdown = (report.out_dir / "report.md").read_text()
+    assert "offline fallback" in markdown and "lpips not computed" in markdown
+    assert json.loads((report.out_dir / "report.json").read_text())["backbones"]["tsne"]["fallback"] is True
+
+
+def test_rerun_reads_the_cache(report, reals, fakes, no_torch_weights):
+    n = len(report.per_video)
+    cache = sorted((report.out_dir / "cache").rglob("*.json"))
+    assert len(cache) == n
+    cache[0].unlink()
+    again = quality_report([reals, fakes], report.out_dir, FAST, workers=1)
+    assert again.cached == n - 1
+    columns = ["mask_ssim", "ewarp", "jitter", "identity_to_source"]
+    np.testing.assert_allclose(again.per_video[columns].to_numpy(), report.per_video[columns].to_numpy())
+
+
+def test_failures_are_recorded_per_video_and_metric(fakes, reals, no_torch_weights, tmp_path):
+    broken = tmp_path / "srdf"
+    shutil.copytree(fakes, broken)
+    manifest = Manifest.read_parquet(broken / "manifest.parquet")
+    victim = next(r for r in manifest if r.method == "swap+naive")
+    manifest.path_of(victim).write_bytes(b"not a video")
+    config = QualityConfig(metrics=("mask-ssim", "ewarp"), frames=4, temporal_frames=4, size=64)
+    result = quality_report([broken], tmp_path / "q", config, workers=1)
+    reason = result.skipped[f"srdf/{victim.video_id}"]
+    assert reason.startswith("mask-ssim:") and victim.video_id in reason
+    row = result.per_video.set_index("video_id").loc[victim.video_id]
+    assert np.isnan(row.mask_ssim) and np.isnan(row.ewarp)
+    assert result.per_video.mask_ssim.notna().sum() == 3  # the other fakes are scored
+    # the failure is cached with the file's fingerprint: unchanged, it is not retried; repaired, it is
+    assert quality_report([broken], tmp_path / "q", config, workers=1).cached == len(manifest)
+    shutil.copy(Manifest.read_parquet(fakes / "manifest.parquet").path_of(victim), manifest.path_of(victim))
+    repaired = quality_report([broken], tmp_path / "q", config, workers=1)
+    assert repaired.cached == len(manifest) - 1 and not repaired.skipped
+    assert repaired.per_video.mask_ssim.notna().sum() == 4
+
+
+def test_method_kinds():
+    assert method_kind("swap+rct") == "swap"
+    assert method_kind("reenact+feather") == "reenact"
+    assert method_kind("fomm+naive") == "reenact"
+    assert method_kind("Face2Face") == "reenact" and method_kind("Deepfakes") == "swap"
+    assert method_kind("mystery") is None and method_kind(None) is None
+
+
+def test_bad_config_and_sources(tmp_path):
+    with pytest.raises(ValueError, match="unknown metric"):
+        QualityConfig(metrics=("mask-ssim", "fid"))
+    with pytest.raises(ValueError, match="protocol"):
+        QualityConfig(protocol="outside")
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        quality_report([tmp_path / "nowhere"], tmp_path / "q")
+
+
+def test_cli(fakes, no_torch_weights, tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "q"
+    args = ["quality", str(fakes), "--out", str(out), "--metrics", "mask-ssim,ewarp", "--frames", "4"]
+    done = runner.invoke(app, [*args, "--temporal-frames", "4", "--size", "64", "--workers", "1"])
+    assert done.exit_code == 0, done.output
+    assert "quality per dataset" in done.output and (out / "report.md").is_file()
+    bad = runner.invoke(app, ["quality", str(fakes), "--out", str(out), "--metrics", "fid"])
+    assert bad.exit_code == 2 and "unknown metric" in bad.output

@@ -165,3 +165,17 @@ def test_cli(fakes, no_torch_weights, tmp_path):
     assert "quality per dataset" in done.output and (out / "report.md").is_file()
     bad = runner.invoke(app, ["quality", str(fakes), "--out", str(out), "--metrics", "fid"])
     assert bad.exit_code == 2 and "unknown metric" in bad.output
+
+
+def test_sources_can_be_a_facestore(reals, tmp_path):
+    from dftoolkit.preprocess import PreprocessConfig, preprocess
+    from dftoolkit.quality.report import load_sources
+
+    store = preprocess(
+        reals, tmp_path / "faces", PreprocessConfig(crops=("face",), frames=2), workers=1
+    ).store
+    loaded = load_sources([store.root])
+    assert sorted(r.key for r in loaded) == sorted(r.key for r in reals)
+    assert all(loaded.path_of(r).is_file() for r in loaded)
+    with pytest.raises(ValueError, match=r"no manifest\.parquet, and not a FaceStore"):
+        load_sources([tmp_path])

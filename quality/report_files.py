@@ -25,7 +25,9 @@ from dftoolkit.video import VideoReader
 if TYPE_CHECKING:
     from dftoolkit.quality.report import QualityConfig, QualityReport
 
-__all__ = ["json_value", "write_report"]
+__all__ = ["PLOTS", "json_value", "write_report"]
+
+PLOTS = ("tsne.png", "distributions.png", "worst_mask_ssim.png")
 
 
 def write_report(
@@ -58,6 +60,9 @@ def write_report(
     atomic_write_text(out / "report.json", json.dumps(data, indent=1, default=json_value))
     atomic_write_text(out / "report.md", _markdown(report, config))
     report.files.update({"json": out / "report.json", "markdown": out / "report.md"})
+    for name in PLOTS:  # a plot an earlier run wrote and this one did not would be stale
+        if out / name not in report.files.values():
+            (out / name).unlink(missing_ok=True)
     return report
 
 

@@ -163,6 +163,10 @@ def test_cli(fakes, no_torch_weights, tmp_path):
     done = runner.invoke(app, [*args, "--temporal-frames", "4", "--size", "64", "--workers", "1"])
     assert done.exit_code == 0, done.output
     assert "quality per dataset" in done.output and (out / "report.md").is_file()
+    (out / "tsne.png").write_bytes(PNG)  # as if an earlier run with t-SNE had written it
+    again = runner.invoke(app, [*args, "--temporal-frames", "4", "--size", "64", "--workers", "1"])
+    assert again.exit_code == 0 and "(6 videos from the cache)" in " ".join(again.output.split())
+    assert not (out / "tsne.png").exists()  # a plot this run did not make is not left behind
     bad = runner.invoke(app, ["quality", str(fakes), "--out", str(out), "--metrics", "fid"])
     assert bad.exit_code == 2 and "unknown metric" in bad.output
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import typer
 from rich.console import Console
 
@@ -60,10 +61,11 @@ def print_report(console: Console, report) -> None:
     """The per-dataset table (means), the weights used, what was not computed and the files."""
     table = report.datasets
     means = [c for c in table.columns if c.endswith("_mean") and table[c].notna().any()]
-    shown = table[["dataset", "kind", "videos", *means]].rename(columns=lambda c: c.removesuffix("_mean"))
-    console.print(
-        dataframe_table(shown.round(4), f"quality per dataset (means; {report.cached} videos from the cache)")
-    )
+    # one row per metric, one column per dataset and class: narrow enough for a terminal
+    shown = table.set_index(table.dataset + " " + table.kind)[["videos", *means]].T
+    shown.index = [name.removesuffix("_mean") for name in shown.index]
+    shown = shown.map(lambda v: "-" if pd.isna(v) else f"{v:.4g}").reset_index(names="mean of")
+    console.print(dataframe_table(shown, f"quality per dataset ({report.cached} videos from the cache)"))
     for metric, info in report.backbones.items():
         weights = "ImageNet weights" if info["imagenet"] else "weights NOT torchvision's ImageNet release"
         fallback = " [yellow]offline fallback[/yellow]" if info["fallback"] else ""

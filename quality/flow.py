@@ -217,6 +217,21 @@ def load_raft(
     return model.to(device).eval()
 
 
+def _raft_model(variant: str, weights: str | None, device: str) -> torch.nn.Module:
+    """:func:`load_raft`, memoised on (variant, file, its size and mtime, device)."""
+    path = Path(weights) if weights is not None else raft_weights_path(variant)
+    stat = path.stat() if path.is_file() else None
+    key = (variant, str(path), stat and (stat.st_size, stat.st_mtime_ns), device)
+    if key not in _RAFT_MODELS:
+        model = load_raft(variant, weights, device)
+        _RAFT_MODELS.clear()  # one model held at a time
+        _RAFT_MODELS[key] = model
+    return _RAFT_MODELS[key]
+
+
+_RAFT_MODELS: dict[tuple, torch.nn.Module] = {}
+
+
 @FLOW_BACKENDS.register("raft")
 def raft_flow(
     a: Tensor,
@@ -233,10 +248,11 @@ def raft_flow(
     Frames are mapped to [-1, 1] (torchvision's RAFT preset), padded at the right and bottom by edge
     replication up to multiples of 8 and at least 128 x 128 (RAFT's minimum), and the flow is
     cropped back; ``num_flow_updates`` refinement iterations; pairs run ``batch_size`` at a time on
-    ``device`` (default ``a``'s device). The model is loaded per call.
+    ``device`` (default ``a``'s device). The loaded model is kept for later calls with the same
+    variant, file and device (the file is re-read if it changes).
     """
     device = torch.device(device) if device is not None else a.device
-    model = load_raft(variant, weights, device)
+    model = _raft_model(variant, None if weights is None else str(weights), str(device))
     h, w = a.shape[-2:]
     padded = [max(-(-n // _RAFT_MULTIPLE) * _RAFT_MULTIPLE, _RAFT_MIN_SIZE) for n in (h, w)]
     pad = (0, padded[1] - w, 0, padded[0] - h)

@@ -134,6 +134,9 @@ class QualityConfig:
         tsne_backbone: ``resnet18`` as the paper, ``mobilenet_v2``, or ``auto`` (resnet18, else
             mobilenet_v2).
         seed: t-SNE seed.
+        weights: ``(name, path)`` pairs: weight files to use instead of ``$TORCH_HOME``'s, for the
+            backbones (``vgg16``, ``alexnet``, ``resnet18``, ``mobilenet_v2``) and RAFT
+            (``raft_small``, ``raft_large``).
     """
 
     metrics: tuple[str, ...] = METRICS
@@ -146,6 +149,7 @@ class QualityConfig:
     lpips_net: str = "alex"
     tsne_backbone: str = "auto"
     seed: int = 0
+    weights: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         unknown = set(self.metrics) - set(METRICS)
@@ -160,6 +164,18 @@ class QualityConfig:
             raise ValueError(f"unknown flow backend {self.flow!r}; choose from {list(FLOW_BACKENDS)}")
         if self.frames < 1 or self.temporal_frames < 3 or self.size < 32:
             raise ValueError("frames must be >= 1, temporal_frames >= 3 and size >= 32")
+        from dftoolkit.quality.backbones import BACKBONES
+
+        known = set(BACKBONES.names()) | {"raft_small", "raft_large"}
+        for name, path in self.weights:
+            if name not in known:
+                raise ValueError(f"weights for unknown network {name!r}; known: {sorted(known)}")
+            if not Path(path).is_file():
+                raise FileNotFoundError(f"weights for {name}: {path} does not exist")
+
+    def weights_of(self, name: str) -> str | None:
+        """The weight file given for network ``name``, or None (then ``$TORCH_HOME`` is searched)."""
+        return dict(self.weights).get(name)
 
 
 @dataclass
@@ -236,17 +252,23 @@ def _resolve(config: QualityConfig) -> tuple[dict[str, Any], dict[str, str]]:
 
     def backbone(choice: str, preferred: str):
         if choice != "auto":
-            return find_weights(choice)
+            return find_weights(choice, config.weights_of(choice))
         with warnings.catch_warnings():  # the fallback is reported in every output instead
             warnings.simplefilter("ignore", UserWarning)
-            return resolve_backbone(preferred)
+            return resolve_backbone(preferred, weights=config.weights_of(preferred))
+
+    def lpips_trunk():
+        name = LPIPS_NETS[config.lpips_net]
+        return find_weights(name, config.weights_of(name))
 
     wanted = {
         "perceptual": lambda: backbone(config.perceptual_backbone, "vgg16"),
-        "lpips": lambda: find_weights(LPIPS_NETS[config.lpips_net]),
+        "lpips": lpips_trunk,
         "tsne": lambda: backbone(config.tsne_backbone, "resnet18"),
         "identity": _face_recognition_model,
     }
+    if config.flow == "raft":
+        wanted["ewarp"] = lambda: _raft_weights(config)
     for metric, find in wanted.items():
         if metric in config.metrics:
             try:
@@ -254,6 +276,20 @@ def _resolve(config: QualityConfig) -> tuple[dict[str, Any], dict[str, str]]:
             except (FileNotFoundError, FetchError, KeyError) as err:
                 unavailable[metric] = " ".join(str(err).split())
     return resolved, unavailable
+
+
+def _raft_weights(config: QualityConfig) -> str:
+    """The RAFT weight file E_warp will use (small unless only ``raft_large`` weights are given)."""
+    from dftoolkit.quality.flow import raft_weights_path
+
+    variant = "large" if config.weights_of("raft_large") and not config.weights_of("raft_small") else "small"
+    path = Path(config.weights_of(f"raft_{variant}") or raft_weights_path(variant))
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"RAFT-{variant} weights not found: {path} (torchvision's cache, $TORCH_HOME/hub/checkpoints); "
+            "pass weights raft_small=PATH or use the dis flow; nothing is downloaded here"
+        )
+    return str(path)
 
 
 def _face_recognition_model() -> str:
@@ -380,7 +416,17 @@ def _ewarp(job: dict[str, Any], config: QualityConfig) -> dict[str, Any]:
     from dftoolkit.quality.ewarp import video_ewarp
 
     size, frames = (config.size, config.size), config.temporal_frames
-    return {"ewarp": video_ewarp(job["path"], job.get("original_path"), config.flow, size, frames)}
+    options = {}
+    if config.flow == "raft":  # the file resolved in the parent; its variant from its name
+        path = _WORKER["resolved"]["ewarp"]
+        options = {
+            "weights": path,
+            "variant": "large" if path == config.weights_of("raft_large") else "small",
+        }
+    ewarp = video_ewarp(
+        job["path"], job.get("original_path"), config.flow, size, frames, flow_options=options
+    )
+    return {"ewarp": ewarp}
 
 
 def _features(job: dict[str, Any], config: QualityConfig) -> dict[str, Any]:

@@ -183,3 +183,46 @@ def test_sources_can_be_a_facestore(reals, tmp_path):
     assert all(loaded.path_of(r).is_file() for r in loaded)
     with pytest.raises(ValueError, match=r"no manifest\.parquet, and not a FaceStore"):
         load_sources([tmp_path])
+
+
+def test_weight_files_by_path_are_used_and_reported(fakes, no_torch_weights, tmp_path):
+    """Random (not ImageNet) ResNet-18 and RAFT weights given as files: used, and reported as such."""
+    import torch
+    import torchvision
+
+    resnet = tmp_path / "my_resnet18.pth"
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), resnet)
+    fast = {"frames": 2, "temporal_frames": 3, "size": 64}
+    config = QualityConfig(
+        metrics=("tsne", "ewarp"), flow="raft", weights=(("resnet18", str(resnet)),), **fast
+    )
+    report = quality_report([fakes], tmp_path / "q1", config, workers=1)
+    info = report.backbones["tsne"]
+    assert (info["name"], info["weights_path"], info["fallback"], info["imagenet"]) == (
+        "resnet18",
+        str(resnet),
+        False,
+        False,
+    )
+    assert "NOT torchvision's ImageNet release" in (tmp_path / "q1" / "report.md").read_text()
+    # no RAFT weights anywhere: E_warp is not computed, and the reason names the file
+    assert "raft_small" in report.unavailable["ewarp"] and report.per_video.ewarp.isna().all()
+
+    raft = tmp_path / "my_raft.pth"
+    torch.manual_seed(0)
+    torch.save(torchvision.models.optical_flow.raft_small(weights=None).state_dict(), raft)
+    config = QualityConfig(metrics=("ewarp",), flow="raft", weights=(("raft_small", str(raft)),), **fast)
+    report = quality_report([fakes], tmp_path / "q2", config, workers=1)
+    assert not report.unavailable and not report.skipped
+    assert report.per_video.ewarp.notna().all() and (report.per_video.ewarp >= 0).all()
+
+
+def test_weight_options_are_checked(tmp_path):
+    with pytest.raises(ValueError, match="unknown network 'vgg99'"):
+        QualityConfig(weights=(("vgg99", str(tmp_path)),))
+    with pytest.raises(FileNotFoundError, match=r"gone\.pth"):
+        QualityConfig(weights=(("vgg16", str(tmp_path / "gone.pth")),))
+    done = CliRunner().invoke(
+        app, ["quality", str(tmp_path), "--out", str(tmp_path / "q"), "--weights", "vgg16"]
+    )
+    assert done.exit_code == 2 and "NAME=PATH" in done.output

@@ -34,12 +34,25 @@ def quality(
     backbone: str = typer.Option("auto", help="Perceptual backbone: vgg16, mobilenet_v2 or auto."),
     lpips_net: str = typer.Option("alex", help="LPIPS trunk: alex or vgg."),
     tsne_backbone: str = typer.Option("auto", help="t-SNE features: resnet18, mobilenet_v2 or auto."),
+    weights: list[str] = typer.Option(
+        [],
+        "--weights",
+        metavar="NAME=PATH",
+        help="A weight file instead of $TORCH_HOME's: vgg16, alexnet, resnet18, mobilenet_v2, raft_small, "
+        "raft_large (repeatable).",
+    ),
     workers: int = typer.Option(0, min=0, help="Processes (0: one per core)."),
 ) -> None:
     """Score every dataset of the sources side by side; writes JSON, Markdown, CSV and PNG plots."""
     from dftoolkit.quality.report import QualityConfig, quality_report
 
     try:
+        pairs = []
+        for item in weights:
+            name, sep, path = item.partition("=")
+            if not sep or not name or not path:
+                raise ValueError(f"--weights takes NAME=PATH, got {item!r}")
+            pairs.append((name, path))
         config = QualityConfig(
             metrics=tuple(m.strip() for m in metrics.split(",") if m.strip()),
             protocol=protocol,
@@ -50,6 +63,7 @@ def quality(
             perceptual_backbone=backbone,
             lpips_net=lpips_net,
             tsne_backbone=tsne_backbone,
+            weights=tuple(pairs),
         )
         report = quality_report(sources, out, config, workers=workers or None)
     except (ValueError, KeyError, FileNotFoundError) as err:

@@ -76,6 +76,19 @@ def skimage_mask_ssim(fake: np.ndarray, real: np.ndarray, mask: np.ndarray, prot
     return out
 
 
+def _interleaved(runs: dict[str, Callable[[], object]], repeats: int) -> tuple[dict, dict[str, list[float]]]:
+    """Each run's result (from a warm-up call) and ``repeats`` timings of it, the runs interleaved so
+    background load hits them alike."""
+    values = {name: run() for name, run in runs.items()}
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    return values, times
+
+
 def _median_rate(pairs: int, runs: list[float]) -> float:
     return round(pairs / statistics.median(runs), 1)
 
@@ -102,18 +115,12 @@ def mask_ssim_rates(args: argparse.Namespace) -> dict:
 
     out: dict = {"frames": n, "size": f"{CROP}x{CROP}", "batch": args.batch, "repeats": args.repeats}
     for protocol in PROTOCOLS:
-        times: dict[str, list[float]] = {"ours": [], "skimage_float64": [], "skimage_float32": []}
         runs: dict[str, Callable[[], np.ndarray]] = {
             "ours": lambda p=protocol: ours(p),
             "skimage_float64": lambda p=protocol: skimage_mask_ssim(fake, real, mask, p),
             "skimage_float32": lambda p=protocol: skimage_mask_ssim(*singles, p),
         }
-        values = {name: run() for name, run in runs.items()}  # warm-up, and the agreement check
-        for _ in range(args.repeats):
-            for name, run in runs.items():
-                start = time.perf_counter()
-                run()
-                times[name].append(time.perf_counter() - start)
+        values, times = _interleaved(runs, args.repeats)  # values: for the agreement check
         rates = {f"{name}_pairs_per_s": _median_rate(n, t) for name, t in times.items()}
         skimage_best = max(rates["skimage_float64_pairs_per_s"], rates["skimage_float32_pairs_per_s"])
         out[protocol] = {
@@ -149,13 +156,7 @@ def ewarp_rates(args: argparse.Namespace) -> dict:
         # the flows alone, in the same 8-pair batches ewarp uses
         "flow_only": lambda: [pair_flows(real[s : s + 9], "dis") for s in range(0, pairs, 8)],
     }
-    values = {name: run() for name, run in runs.items()}  # warm-up
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(args.repeats):
-        for name, run in runs.items():
-            start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
+    values, times = _interleaved(runs, args.repeats)
     rates = {f"{name}_pairs_per_s": _median_rate(pairs, t) for name, t in times.items()}
     return {
         "pairs": pairs,

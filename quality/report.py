@@ -346,6 +346,14 @@ def _model(name: str):
     return _WORKER[name]
 
 
+def _reader(path: str) -> VideoReader:
+    """The job's reader of a video, opened (and its frames indexed) once per job."""
+    readers = _WORKER["readers"]
+    if path not in readers:
+        readers[path] = VideoReader(path)
+    return readers[path]
+
+
 def _read(path: str, indices: np.ndarray | Sequence[int]) -> np.ndarray:
     """``(N, H, W, 3)`` frames of a video, each decoded once per job: scorers share what an earlier
     one decoded (a long-GOP or high-bitrate video costs one pass, not one per metric)."""
@@ -353,13 +361,13 @@ def _read(path: str, indices: np.ndarray | Sequence[int]) -> np.ndarray:
     wanted = [int(i) for i in np.asarray(indices).reshape(-1)]
     missing = sorted(set(wanted) - memo.keys())
     if missing:
-        memo.update(VideoReader(path).iter_frames(missing))
+        memo.update(_reader(path).iter_frames(missing))
     return np.stack([memo[i] for i in wanted])
 
 
 def _sampled(path: str, config: QualityConfig) -> np.ndarray:
     """The ``frames`` evenly spaced frame indices of a video that every frame-sampling metric uses."""
-    return sample_indices(VideoReader(path).num_frames, config.frames)
+    return sample_indices(_reader(path).num_frames, config.frames)
 
 
 def _to_tensor(frames: np.ndarray):
@@ -377,7 +385,7 @@ def _mask_square(masks: np.ndarray) -> np.ndarray | None:
 
 
 def _same_length(path: str, original: str) -> int:
-    a, b = VideoReader(path).num_frames, VideoReader(original).num_frames
+    a, b = _reader(path).num_frames, _reader(original).num_frames
     if a != b:
         raise ValueError(
             f"{path} has {a} frames but its original {original} has {b}: frame pairs need equal lengths"
@@ -391,7 +399,7 @@ def _pair_scores(job: dict[str, Any], config: QualityConfig) -> dict[str, Any]:
 
     n = _same_length(job["path"], job["original_path"])
     indices = _sampled(job["path"], config)
-    if VideoReader(job["mask_path"]).num_frames < n:
+    if _reader(job["mask_path"]).num_frames < n:
         raise ValueError(f"the mask {job['mask_path']} is shorter than its fake ({n} frames)")
     masks = _read(job["mask_path"], indices)[..., 0]
     box = _mask_square(masks > 127)
@@ -459,7 +467,7 @@ def _expression(job: dict[str, Any], config: QualityConfig) -> dict[str, Any]:
     from dftoolkit.quality.expression import expression_fidelity, frame_landmarks, sampled_pairs
 
     n = _same_length(job["path"], job["original_path"])
-    fake_frames, source_frames = sampled_pairs(n, VideoReader(job["source_path"]).num_frames, config.frames)
+    fake_frames, source_frames = sampled_pairs(n, _reader(job["source_path"]).num_frames, config.frames)
     cascade = _model("cascade")
     fake, target = (
         frame_landmarks(_read(job[key], fake_frames), cascade) for key in ("path", "original_path")
@@ -507,7 +515,7 @@ def _score_video(job: dict[str, Any], cache: str) -> dict[str, Any]:
     config: QualityConfig = _WORKER["config"]
     start = time.perf_counter()
     result: dict[str, Any] = {"key": job["key"], "errors": {}}
-    _WORKER["frames"] = {}  # path -> {index: frame}, for this job only
+    _WORKER["readers"], _WORKER["frames"] = {}, {}  # path -> reader / {index: frame}, for this job only
     done = set()
     for metric in job["metrics"]:
         scorer = QUALITY_METRICS.get(metric).scorer
@@ -519,7 +527,7 @@ def _score_video(job: dict[str, Any], cache: str) -> dict[str, Any]:
         except Exception as err:  # recorded with the video and metric, never dropped silently
             result["errors"][metric] = traceback.format_exception_only(err)[-1].strip()
     result["seconds"] = round(time.perf_counter() - start, 3)
-    result["inputs"] = job["inputs"]
+    result["inputs"], result["metrics"] = job["inputs"], job["metrics"]
     atomic_write_text(cache, json.dumps(result, default=json_value))
     return result
 
@@ -544,9 +552,9 @@ def _jobs(
             source = by_identity.get((record.dataset, record.source_id)) if record.source_id else None
             mask = manifest.mask_path_of(record)
             if original is not None:
-                job["original_path"] = str(manifest.path_of(original))
+                job["original_path"], job["original_key"] = str(manifest.path_of(original)), original.key
             if source is not None:
-                job["source_path"] = str(manifest.path_of(source))
+                job["source_path"], job["source_key"] = str(manifest.path_of(source)), source.key
             if mask is not None:
                 job["mask_path"] = str(mask)
             if method_kind(record.method) == "reenact":
@@ -554,7 +562,19 @@ def _jobs(
         job["metrics"] = [m for m in active if all(job.get(need) for need in QUALITY_METRICS.get(m).needs)]
         job["inputs"] = _fingerprint(job)
         jobs[record.key] = job
+    # identity embeddings only of the swaps and the reals they were made from
+    embedded = {
+        key for swap in _swaps(jobs) for key in (swap, jobs[swap]["source_key"], jobs[swap]["original_key"])
+    }
+    for key, job in jobs.items():
+        if key not in embedded and "identity" in job["metrics"]:
+            job["metrics"].remove("identity")
     return jobs
+
+
+def _swaps(jobs: dict[tuple, dict[str, Any]]) -> list[tuple]:
+    """Keys of the fakes that are not reenactments and have both a source and an original."""
+    return [k for k, j in jobs.items() if not j.get("reenact") and "source_key" in j and "original_key" in j]
 
 
 def _fingerprint(job: dict[str, Any]) -> list[list[Any]]:
@@ -598,12 +618,17 @@ def quality_report(
     resolved, unavailable = _resolve(config)
     cache_dir = out / "cache" / _cache_key(config, resolved)
     jobs = _jobs(manifest, config, unavailable)
-    todo, results = [], {}
+    todo, results, hits = [], {}, 0
     for key, job in jobs.items():
         cache = cache_dir / key[0] / f"{key[1]}.json"
         cached = _read_cache(cache)
-        if cached is not None and cached.get("inputs") == job["inputs"]:
+        if (
+            cached is not None
+            and cached.get("inputs") == job["inputs"]
+            and set(job["metrics"]) <= set(cached.get("metrics", ()))
+        ):
             results[key] = cached
+            hits += 1
         elif job["metrics"]:
             todo.append((job, str(cache)))
     (out / "runs").mkdir(parents=True, exist_ok=True)
@@ -626,7 +651,7 @@ def quality_report(
     report.skipped.update(skipped)
     report.unavailable = unavailable
     report.backbones = {m: asdict(v) for m, v in resolved.items() if hasattr(v, "weights_path")}
-    report.cached = len(jobs) - len(todo)
+    report.cached = hits
     return write_report(report, manifest, config, PER_VIDEO)
 
 
@@ -638,18 +663,15 @@ def _read_cache(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def _identity_scores(jobs, results, manifest: Manifest) -> dict[tuple, dict[str, float]]:
+def _identity_scores(jobs, results) -> dict[tuple, dict[str, float]]:
     """Identity cosines of each swap from the embeddings of it, its source and its target."""
     from dftoolkit.quality.identity import identity_similarity
 
-    by_path = {str(manifest.path_of(r)): r.key for r in manifest}
     scores = {}
-    for key, job in jobs.items():
-        if job.get("reenact") or not job.get("source_path") or not job.get("original_path"):
-            continue
+    for key in _swaps(jobs):
         found = [
             results.get(k, {}).get("embeddings")
-            for k in (key, by_path[job["source_path"]], by_path[job["original_path"]])
+            for k in (key, jobs[key]["source_key"], jobs[key]["original_key"])
         ]
         if all(found):
             scores[key] = identity_similarity(*(np.asarray(e, np.float32) for e in found))
@@ -657,7 +679,7 @@ def _identity_scores(jobs, results, manifest: Manifest) -> dict[tuple, dict[str,
 
 
 def _tables(out, manifest, jobs, results, config) -> QualityReport:
-    identity = _identity_scores(jobs, results, manifest) if "identity" in config.metrics else {}
+    identity = _identity_scores(jobs, results) if "identity" in config.metrics else {}
     rows = []
     for record in manifest:
         result = {**results.get(record.key, {}), **identity.get(record.key, {})}

@@ -345,7 +345,9 @@ def test_lpips_loads_our_trunk_and_keeps_its_shipped_linear_layers(home, written
     metric = LPIPS("alex")
     first_conv = getattr(metric.model.net.slice1, "0").weight  # lpips names it slice1.0
     assert torch.equal(first_conv, written[1]["alexnet"]["features.0.weight"])
-    shipped = torch.load(Path(lpips.__file__).parent / "weights/v0.1/alex.pth", map_location="cpu")
+    shipped = torch.load(
+        Path(lpips.__file__).parent / "weights/v0.1/alex.pth", map_location="cpu", weights_only=True
+    )
     for i in range(5):
         assert torch.equal(
             getattr(metric.model, f"lin{i}").model[1].weight, shipped[f"lin{i}.model.1.weight"]

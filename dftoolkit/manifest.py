@@ -28,18 +28,22 @@ if TYPE_CHECKING:
 
 __all__ = ["SCHEMA_VERSION", "Manifest", "ManifestError"]
 
-SCHEMA_VERSION = 1
-"""Version of the Parquet layout written by :meth:`Manifest.write_parquet`."""
+SCHEMA_VERSION = 2
+"""Version of the Parquet layout written by :meth:`Manifest.write_parquet` (2 added
+``frames_exact``, ``manipulated_frames`` and ``coverage``; version 1 files read with them None)."""
 
 FIELDS = VideoRecord.field_names()
 REQUIRED = ("dataset", "video_id", "relpath", "label")
-_INT_FIELDS = frozenset({"label", "frames", "width", "height"})
+_INT_FIELDS = frozenset({"label", "frames", "width", "height", "manipulated_frames"})
 _TYPES = {
     "label": pa.int8(),
     "frames": pa.int64(),
     "fps": pa.float64(),
     "width": pa.int64(),
     "height": pa.int64(),
+    "frames_exact": pa.bool_(),
+    "manipulated_frames": pa.int64(),
+    "coverage": pa.float64(),
 }
 SCHEMA = pa.schema(
     [pa.field(name, _TYPES.get(name, pa.string()), nullable=name not in REQUIRED) for name in FIELDS]
@@ -243,6 +247,7 @@ class Manifest:
             pa.int8(): pd.Int8Dtype(),
             pa.int64(): pd.Int64Dtype(),
             pa.float64(): pd.Float64Dtype(),
+            pa.bool_(): pd.BooleanDtype(),
         }
         return self._table().to_pandas(types_mapper=mapping.get)
 
@@ -273,7 +278,15 @@ class Manifest:
         """Hugging Face features of the record columns (label as ``ClassLabel(['real', 'fake'])``)."""
         import datasets
 
-        numeric = {"frames": "int64", "width": "int64", "height": "int64", "fps": "float64"}
+        numeric = {
+            "frames": "int64",
+            "width": "int64",
+            "height": "int64",
+            "fps": "float64",
+            "frames_exact": "bool",
+            "manipulated_frames": "int64",
+            "coverage": "float64",
+        }
         features = {name: datasets.Value(numeric.get(name, "string")) for name in FIELDS}
         features["label"] = datasets.ClassLabel(names=[LABELS[0], LABELS[1]])
         return datasets.Features(features)

@@ -39,6 +39,11 @@ class VideoRecord:
         mask_relpath: relative path of the manipulation-mask video, when the corpus has one.
         perturbation: post-processing chain such as ``"CS:3 GB:2"``.
         frames, fps, width, height: filled by probing; None when unknown.
+        frames_exact: True when ``frames`` was counted from the packets, False when it is the
+            container's estimate (consumers must not sample past an estimated end); None when
+            ``frames`` is unknown or its origin was not recorded.
+        manipulated_frames: for fakes made by the toolkit, the frames whose mask is non-empty.
+        coverage: ``manipulated_frames / frames`` in [0, 1].
     """
 
     dataset: str
@@ -57,6 +62,9 @@ class VideoRecord:
     fps: float | None = None
     width: int | None = None
     height: int | None = None
+    frames_exact: bool | None = None
+    manipulated_frames: int | None = None
+    coverage: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("dataset", "video_id"):
@@ -86,7 +94,7 @@ class VideoRecord:
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
                 raise RecordError(f"{name} must be a string or None, got {value!r}")
-        for name in ("frames", "width", "height"):
+        for name in ("frames", "width", "height", "manipulated_frames"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
                 raise RecordError(f"{name} must be a non-negative integer or None, got {value!r}")
@@ -94,6 +102,14 @@ class VideoRecord:
             if isinstance(self.fps, bool) or not isinstance(self.fps, (int, float)) or not self.fps > 0:
                 raise RecordError(f"fps must be a positive number or None, got {self.fps!r}")
             object.__setattr__(self, "fps", float(self.fps))
+        if self.frames_exact is not None and not isinstance(self.frames_exact, bool):
+            raise RecordError(f"frames_exact must be True, False or None, got {self.frames_exact!r}")
+        if self.coverage is not None:
+            if isinstance(self.coverage, bool) or not isinstance(self.coverage, (int, float)):
+                raise RecordError(f"coverage must be a number in [0, 1] or None, got {self.coverage!r}")
+            if not 0.0 <= self.coverage <= 1.0:
+                raise RecordError(f"coverage must be in [0, 1], got {self.coverage!r}")
+            object.__setattr__(self, "coverage", float(self.coverage))
 
     @property
     def key(self) -> tuple[str, str]:

@@ -157,7 +157,9 @@ def test_parquet_round_trip_keeps_every_field(tmp_path: Path) -> None:
     assert schema.field("fps").type == pa.float64()
     assert schema.field("method").type == pa.string()
     assert not schema.field("video_id").nullable and schema.field("split").nullable
-    assert schema.metadata[b"dftoolkit.schema_version"] == b"1"
+    assert schema.field("frames_exact").type == pa.bool_()
+    assert schema.field("coverage").type == pa.float64()
+    assert schema.metadata[b"dftoolkit.schema_version"] == b"2"
 
 
 def test_roots_stored_relative_and_survive_a_move(tmp_path: Path) -> None:
@@ -212,9 +214,9 @@ def test_newer_schema_version_rejected(tmp_path: Path) -> None:
     path = write_raw(
         tmp_path / "future.parquet",
         {"dataset": ["ffpp"], "video_id": ["a"], "relpath": ["a.mp4"], "label": [0]},
-        {b"dftoolkit.schema_version": b"2"},
+        {b"dftoolkit.schema_version": b"3"},
     )
-    with pytest.raises(ManifestError, match="schema version 2"):
+    with pytest.raises(ManifestError, match="schema version 3"):
         Manifest.read_parquet(path)
 
 

@@ -1,5 +1,6 @@
 """Video I/O: probing, frame-exact reading, sampling policies, H.264 and frame-folder writing."""
 
+from dftoolkit.video.encoding import EncodingInfo, probe_encoding
 from dftoolkit.video.probe import VideoDecodeError, VideoInfo, probe
 from dftoolkit.video.reader import PartialRead, VideoReader
 from dftoolkit.video.sampling import SAMPLING_POLICIES, sample_indices
@@ -7,6 +8,7 @@ from dftoolkit.video.writer import FrameDirWriter, VideoWriter
 
 __all__ = [
     "SAMPLING_POLICIES",
+    "EncodingInfo",
     "FrameDirWriter",
     "PartialRead",
     "VideoDecodeError",
@@ -14,5 +16,6 @@ __all__ = [
     "VideoReader",
     "VideoWriter",
     "probe",
+    "probe_encoding",
     "sample_indices",
 ]

@@ -13,7 +13,9 @@ import numpy as np
 
 from dftoolkit.fileio import atomic_dir, atomic_path
 
-__all__ = ["FrameDirWriter", "VideoWriter"]
+__all__ = ["PIX_FMTS", "FrameDirWriter", "VideoWriter"]
+
+PIX_FMTS = ("yuv420p", "yuv444p")
 
 
 def _check_frame(frame: np.ndarray, shape: tuple[int, int] | None, where: str) -> np.ndarray:
@@ -34,9 +36,10 @@ class VideoWriter:
         crf: x264 constant rate factor (0-51; 23 is FaceForensics++'s c23, 40 its c40).
         preset: x264 speed/size trade-off (``ultrafast`` ... ``veryslow``).
         lossless: exact RGB round trip (``libx264rgb`` at crf 0, RGB 4:4:4); ignores ``crf``.
+        pix_fmt: ``"yuv420p"`` (the default, readable everywhere; needs even width and height) or
+            ``"yuv444p"`` (no chroma subsampling; any size).
 
     Use as a context manager; an exception inside the block discards the partial file.
-    ``yuv420p`` (the default, readable everywhere) needs even width and height.
     x264's macroblock-tree rate control is off (``mbtree=0``): with it, this x264 build encodes the same
     frames differently from run to run (seen on 160x120 clips, threaded or not), and a seeded
     pipeline must write the same file twice. Everything else is x264's preset default.
@@ -49,7 +52,10 @@ class VideoWriter:
         crf: int = 23,
         preset: str = "veryfast",
         lossless: bool = False,
+        pix_fmt: str = "yuv420p",
     ) -> None:
+        if pix_fmt not in PIX_FMTS:
+            raise ValueError(f"pix_fmt must be one of {PIX_FMTS}, got {pix_fmt!r}")
         if not 0 <= crf <= 51:
             raise ValueError(f"crf must be in [0, 51], got {crf}")
         if fps <= 0:
@@ -59,6 +65,7 @@ class VideoWriter:
         self.crf = crf
         self.preset = preset
         self.lossless = lossless
+        self.pix_fmt = pix_fmt
         self.frames_written = 0
         self._stack = contextlib.ExitStack()
         self._container: av.container.OutputContainer | None = None
@@ -77,16 +84,16 @@ class VideoWriter:
             self._abort(exc_type, exc, tb)
 
     def _open(self, height: int, width: int) -> None:
-        if not self.lossless and (height % 2 or width % 2):
+        if not self.lossless and self.pix_fmt == "yuv420p" and (height % 2 or width % 2):
             raise ValueError(
                 f"{self.path}: H.264 in yuv420p needs even width and height, got {width}x{height}; "
-                "crop or pad the frames, or use lossless=True"
+                'crop or pad the frames, or use pix_fmt="yuv444p"'
             )
         tmp = self._stack.enter_context(atomic_path(self.path))
         container = av.open(str(tmp), mode="w")
         self._stack.callback(container.close)
         codec, pix_fmt, crf = (
-            ("libx264rgb", "rgb24", 0) if self.lossless else ("libx264", "yuv420p", self.crf)
+            ("libx264rgb", "rgb24", 0) if self.lossless else ("libx264", self.pix_fmt, self.crf)
         )
         stream = container.add_stream(codec, rate=_rate(self.fps))
         stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt

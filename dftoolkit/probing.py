@@ -1,4 +1,4 @@
-"""Fill a Manifest's frames / fps / width / height by probing its files, in parallel.
+"""Fill a Manifest's frames / frames_exact / fps / width / height by probing its files, in parallel.
 
 Indexing never decodes; this optional step does the I/O, one process per core. A file that
 cannot be probed keeps None in those fields and gets a reason in the returned failures: nothing
@@ -22,7 +22,7 @@ __all__ = ["probe_manifest"]
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
-def _probe_one(path: str, exact: bool) -> dict[str, int | float | None] | str:
+def _probe_one(path: str, exact: bool) -> dict[str, int | float | bool | None] | str:
     """Probe one video file or frame folder; a dict of fields, or the failure reason as a string."""
     target = Path(path)
     try:
@@ -35,21 +35,37 @@ def _probe_one(path: str, exact: bool) -> dict[str, int | float | None] | str:
             first = cv2.imread(str(frames[0]))
             if first is None:
                 return f"cannot read {frames[0].name}"
-            return {"frames": len(frames), "fps": None, "width": first.shape[1], "height": first.shape[0]}
+            height, width = first.shape[:2]
+            return {
+                "frames": len(frames),
+                "frames_exact": True,
+                "fps": None,
+                "width": width,
+                "height": height,
+            }
         info = probe(target, exact=exact)
-        return {"frames": info.frames, "fps": info.fps or None, "width": info.width, "height": info.height}
+        return {
+            "frames": info.frames,
+            "frames_exact": info.frames_exact,
+            "fps": info.fps or None,
+            "width": info.width,
+            "height": info.height,
+        }
     except (VideoDecodeError, OSError) as err:
         return str(err)
 
 
 def probe_manifest(
-    manifest: Manifest, *, workers: int | None = None, exact: bool = False
+    manifest: Manifest, *, workers: int | None = None, exact: bool = True
 ) -> tuple[Manifest, dict[tuple[str, str], str]]:
     """Probe every record's file; returns the filled Manifest and ``(dataset, video_id) -> reason``
     for the files that failed.
 
-    ``exact`` counts frames from the packets (reads each whole file) instead of trusting the
-    container's metadata. ``workers`` defaults to the number of cores; 1 probes in-process.
+    ``exact`` (default) counts the frames from the packets: it reads each whole file but decodes
+    nothing (milliseconds per clip). ``exact=False`` reads only the container's metadata, whose
+    count can be off (an mp4 edit list hides a frame); such counts get ``frames_exact=False``, an
+    estimate to verify before sampling near the end. ``workers`` defaults to the number of cores;
+    1 probes in-process.
     """
     paths = [str(manifest.path_of(record)) for record in manifest]
     workers = workers or os.cpu_count() or 1

@@ -271,6 +271,7 @@ def fetch_samples(root: str | os.PathLike[str] | None = None, *, debian: bool | 
                 method="real",
                 target_id=spec.identity,
                 frames=info.frames,
+                frames_exact=info.frames_exact,
                 fps=info.fps,
                 width=info.width,
                 height=info.height,

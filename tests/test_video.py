@@ -1,13 +1,21 @@
-"""Video I/O on the real sample media: frame-exact reads, probing, writing, failure cases."""
+"""Video I/O on the real sample media and self-made clips: frame-exact reads, probing, writing,
+failure cases."""
 
 from __future__ import annotations
 
 import hashlib
+import shutil
 
 import av
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
+from dftoolkit.cli import app
+from dftoolkit.manifest import Manifest
+from dftoolkit.probing import probe_manifest
+from dftoolkit.records import VideoRecord
+from dftoolkit.samples import SAMPLES
 from dftoolkit.video import (
     FrameDirWriter,
     VideoDecodeError,
@@ -19,6 +27,25 @@ from dftoolkit.video import (
 
 # H.264 mp4 with an edit list, MJPEG avi, MPEG-2 program stream, H.264 in avi, single-GOP H.264.
 CODEC_SAMPLES = ["hello_720p", "jesper_webcam", "hello_480p", "hello_576p", "carphone_pristine"]
+ALL_SAMPLES = [s.stem for s in SAMPLES if s.is_video]
+
+# Self-made clips with B-frames: name -> (encoder, file suffix, encoder options, codec attributes).
+# 12-frame GOPs; open GOPs where the encoder has them; MPEG-PS/TS seek by bisecting the file.
+_X26X = "bframes=3:keyint=12:min-keyint=12:scenecut=0"
+CLIPS = {
+    "h264-mp4": ("libx264", ".mp4", {"x264-params": _X26X + ":b-pyramid=normal"}, {}),
+    "h264-open-gop-ts": ("libx264", ".ts", {"x264-params": _X26X + ":open-gop=1"}, {}),
+    "h264-avi": ("libx264", ".avi", {"x264-params": _X26X}, {}),  # AVI: pts in decode order
+    "hevc-open-gop-mkv": ("libx265", ".mkv", {"x265-params": _X26X + ":open-gop=1:log-level=error"}, {}),
+    "mpeg2-ps": ("mpeg2video", ".mpg", {}, {"gop_size": 12, "max_b_frames": 2}),
+    "mpeg2-ts": ("mpeg2video", ".ts", {}, {"gop_size": 12, "max_b_frames": 2}),
+    "mpeg4-avi": ("mpeg4", ".avi", {}, {"gop_size": 12, "max_b_frames": 2}),
+    "mpeg4-mp4": ("mpeg4", ".mp4", {}, {"gop_size": 12, "max_b_frames": 2}),
+    "vp9-webm": ("libvpx-vp9", ".webm", {"auto-alt-ref": "1", "lag-in-frames": "16"}, {"gop_size": 12}),
+}
+CLIP_FRAMES = 40
+
+runner = CliRunner()
 
 
 def _digest(frame: np.ndarray) -> str:
@@ -29,6 +56,35 @@ def _reference_digests(path) -> list[str]:
     """Every frame of a plain PyAV sequential decode, hashed (independent of VideoReader)."""
     with av.open(str(path)) as container:
         return [_digest(f.to_ndarray(format="rgb24")) for f in container.decode(video=0)]
+
+
+def _keyframes(path) -> list[int]:
+    """Positions of the keyframes in a plain PyAV sequential decode."""
+    with av.open(str(path)) as container:
+        return [i for i, f in enumerate(container.decode(video=0)) if f.key_frame]
+
+
+def _clip_frames(count: int, height: int = 48, width: int = 64) -> list[np.ndarray]:
+    """``count`` distinct ``(H, W, 3)`` uint8 frames: a moving colour gradient plus seeded noise."""
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:height, 0:width]
+    frames = []
+    for t in range(count):
+        gradient = np.stack([x * 4 + 7 * t, y * 5 + 3 * t, (x + y) * 2 + 11 * t], axis=-1) % 256
+        frames.append(np.clip(gradient + rng.integers(0, 40, gradient.shape), 0, 255).astype(np.uint8))
+    return frames
+
+
+def _write_clip(path, encoder: str, options: dict[str, str], attributes: dict[str, int]) -> None:
+    """Encode :func:`_clip_frames` at 25 fps with PyAV (not VideoWriter: any encoder and container)."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(encoder, rate=25, options=options)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for name, value in attributes.items():
+            setattr(stream.codec_context, name, value)
+        for frame in _clip_frames(CLIP_FRAMES):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +98,84 @@ def reference(sample):
         return cache[name]
 
     return get
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    """``clip("mpeg2-ps")`` -> ``(path, digests of its sequential decode)``, written once; skips
+    where this FFmpeg build lacks the encoder."""
+    folder = tmp_path_factory.mktemp("clips")
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            encoder, suffix, options, attributes = CLIPS[name]
+            try:
+                av.codec.Codec(encoder, "w")
+            except av.codec.codec.UnknownCodecError:
+                pytest.skip(f"this FFmpeg build has no {encoder} encoder")
+            path = folder / f"{name}{suffix}"
+            _write_clip(path, encoder, options, attributes)
+            cache[name] = (path, _reference_digests(path))
+        return cache[name]
+
+    return get
+
+
+def _assert_each_frame_alone(path, truth: list[str], indices, strategy: str = "auto", engine: str = "auto"):
+    """Every index read on its own (a fresh decode each) equals the sequential frame, bit for bit."""
+    reader = VideoReader(path, strategy=strategy, engine=engine)
+    wrong = [i for i in indices if _digest(reader.read([i])[0]) != truth[i]]
+    assert not wrong, f"{path.name} ({strategy}/{engine}): frames {wrong} differ from a sequential decode"
+
+
+@pytest.mark.parametrize("name", ALL_SAMPLES)
+def test_frames_read_alone_match_sequential_decode(reference, name):
+    # The last GOP of every video (hello_480p's MPEG-2 program stream: 240-248 read alone raised
+    # "decoder returned no frame"), the frames either side of its first keyframes, both ends.
+    path, truth = reference(name)
+    keys = _keyframes(path)
+    around = [i for k in keys[1:4] for i in (k - 1, k, k + 1)]
+    indices = sorted({0, 1, len(truth) // 2, *around, *range(max(keys[-1], len(truth) - 12), len(truth))})
+    for strategy, engine in [("auto", "auto"), ("seek", "pyav")]:
+        _assert_each_frame_alone(path, truth, indices, strategy, engine)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ALL_SAMPLES)
+@pytest.mark.parametrize(("strategy", "engine"), [("seek", "pyav"), ("auto", "auto")])
+def test_every_frame_read_alone_matches_sequential_decode(reference, name, strategy, engine):
+    path, truth = reference(name)
+    _assert_each_frame_alone(path, truth, range(len(truth)), strategy, engine)
+
+
+@pytest.mark.parametrize("name", ["hello_480p", "hello_720p", "vtest"])
+def test_index_sets_across_gops_match(reference, name):
+    path, truth = reference(name)
+    keys, last = _keyframes(path), len(truth) - 1
+    sets = [[last, 0], [keys[-1] - 1, keys[-1]], [last - 1, last], [keys[1] + 2, keys[-1] + 1, keys[1]]]
+    rng = np.random.default_rng(1)
+    sets += [rng.permutation(len(truth))[:5].tolist() for _ in range(4)]
+    for strategy, engine in [("auto", "auto"), ("seek", "pyav")]:
+        reader = VideoReader(path, strategy=strategy, engine=engine)
+        for indices in sets:
+            assert [_digest(f) for f in reader.read(indices)] == [truth[i] for i in indices], indices
+
+
+@pytest.mark.parametrize("name", list(CLIPS))
+def test_clips_with_b_frames_read_frame_exact(clip, name):
+    path, truth = clip(name)
+    assert len(truth) == CLIP_FRAMES and len(set(truth)) == CLIP_FRAMES  # every frame differs
+    with av.open(str(path)) as container:  # the encoder really reordered frames (VP9: alt-refs)
+        assert name.startswith("vp9") or container.streams.video[0].codec_context.has_b_frames
+    info = probe(path)
+    assert (info.frames, info.frames_exact) == (CLIP_FRAMES, True)
+    for strategy, engine in [("auto", "auto"), ("seek", "pyav"), ("forward", "pyav"), ("forward", "auto")]:
+        _assert_each_frame_alone(path, truth, range(CLIP_FRAMES), strategy, engine)
+        reader = VideoReader(path, strategy=strategy, engine=engine)
+        assert [_digest(f) for f in reader] == truth
+        indices = np.random.default_rng(2).integers(0, CLIP_FRAMES, 12)
+        assert [_digest(f) for f in reader.read(indices)] == [truth[i] for i in indices]
 
 
 @pytest.mark.parametrize("name", CODEC_SAMPLES)
@@ -80,6 +214,39 @@ def test_probe_counts_decodable_frames_where_metadata_is_wrong(reference):
 def test_probe_mpeg_without_frame_count(sample):
     info = probe(sample("hello_480p"))
     assert info.codec == "mpeg2video" and info.frames == 249 and info.frames_exact
+
+
+def test_probe_manifest_marks_container_estimates(sample):
+    path = sample("hello_720p")  # metadata: 250 frames; 249 decode
+    manifest = Manifest([VideoRecord("s", "hello_720p", path.name, 0)], root=path.parent)
+    (estimated,), failures = probe_manifest(manifest, workers=1, exact=False)
+    assert not failures and (estimated.frames, estimated.frames_exact) == (250, False)
+    (exact,), _ = probe_manifest(manifest, workers=1)  # exact is the default
+    assert (exact.frames, exact.frames_exact) == (249, True) == (VideoReader(path).num_frames, True)
+
+
+def test_index_probe_and_info_say_which_counts_are_exact(sample, tmp_path):
+    root = tmp_path / "corpus"
+    (root / "real").mkdir(parents=True)
+    shutil.copy(sample("hello_720p"), root / "real" / "hello_720p.mp4")
+    shutil.copy(sample("carphone_pristine"), root / "real" / "carphone_pristine.mp4")
+    out = tmp_path / "m.parquet"
+    runs = {
+        "--fast": ({250, 120}, False, "2 container estimates (may be off)"),
+        None: ({249, 120}, True, "2 exact"),
+    }
+    for flag, (frames, exact, line) in runs.items():
+        args = ["-q", "index", "folder", str(root), "-o", str(out), "--probe", "--workers", "1"]
+        result = runner.invoke(app, [*args, flag] if flag else args)
+        assert result.exit_code == 0, result.output
+        manifest = Manifest.read_parquet(out)
+        assert {r.frames for r in manifest} == frames and {r.frames_exact for r in manifest} == {exact}
+        info = runner.invoke(app, ["info", str(out)])
+        assert info.exit_code == 0 and f"frames: {line}\n" in info.stdout, info.stdout
+    records = [VideoRecord("s", "a", "a.mp4", 0), VideoRecord("s", "b", "b.mp4", 0, frames=8)]
+    Manifest(records, root=tmp_path).write_parquet(out)  # frames_exact unset: a hand-made CSV's count
+    info = runner.invoke(app, ["info", str(out)])
+    assert info.exit_code == 0 and "frames: 1 of unrecorded origin, 1 not probed\n" in info.stdout
 
 
 def test_auto_seeks_when_it_saves_decoding(reference):

@@ -81,9 +81,15 @@ def index(
     output: Path = typer.Option(..., "--output", "-o", help="Manifest Parquet file to write."),
     option: list[str] = typer.Option([], "--option", "-O", help=OPTION_HELP),
     probe: bool = typer.Option(False, help="Also probe every file for frames, fps and size (parallel)."),
+    fast: bool = typer.Option(
+        False,
+        "--fast",
+        help="With --probe: take frame counts from the container's metadata instead of counting "
+        "packets (reads only headers; counts marked frames_exact=False, may be off).",
+    ),
     workers: int = typer.Option(0, help="Processes for --probe (0: one per core)."),
 ) -> None:
-    """Index a corpus tree into a manifest (no decoding; --probe fills frames/fps/size)."""
+    """Index a corpus tree into a manifest (no decoding; --probe fills exact frames, fps, size)."""
     from dftoolkit.probing import probe_manifest
 
     try:
@@ -92,7 +98,7 @@ def index(
         raise _fail(str(err.args[0]) if isinstance(err, KeyError) else str(err)) from None
     console = Console()
     if probe:
-        manifest, failures = probe_manifest(manifest, workers=workers or None)
+        manifest, failures = probe_manifest(manifest, workers=workers or None, exact=not fast)
         if failures:
             report = output.with_name(output.stem + ".probe_errors.json")
             atomic_write_text(

@@ -81,6 +81,7 @@ def _vidtimit_records(vroot: Path) -> list[VideoRecord]:
                     method="real",
                     target_id=subject,
                     frames=frames,
+                    frames_exact=None if frames is None else True,  # frame folders count exactly
                 )
             )
     problems = []

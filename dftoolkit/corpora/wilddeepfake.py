@@ -115,6 +115,7 @@ class WildDeepfake(Corpus):
                         method="WildDeepfake" if label else "real",
                         split=split,
                         frames=frames,
+                        frames_exact=True,
                     )
                 )
         problems = []

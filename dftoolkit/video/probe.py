@@ -39,15 +39,24 @@ class PacketIndex:
     Attributes:
         pts: ``(N,)`` presentation timestamps of the N decodable frames, ascending
             (empty packets and packets the container marks as discarded are left out).
+        dts: ``(N,)`` decoding timestamp of each frame's packet (its pts where the container
+            gives none); MPEG-PS/TS demuxers seek on it.
+        size: ``(N,)`` bytes of each frame's packet, to recognise the packet after a seek.
         keyframe: ``(N,)`` bool, frame is a keyframe (a place a decoder can start).
         corrupt: ``(N,)`` bool, the container flags the frame's packet as corrupt or truncated.
         error: why demuxing stopped early (a truncated or corrupt file), else None.
+        decode_order: the timestamps follow decode order although the codec reorders frames
+            (AVI stores no reordering: H.264 with B-frames), so they count the frames but do not
+            say where each one is shown.
     """
 
     pts: np.ndarray
+    dts: np.ndarray
+    size: np.ndarray
     keyframe: np.ndarray
     corrupt: np.ndarray
     error: str | None = None
+    decode_order: bool = False
 
     @property
     def num_frames(self) -> int:
@@ -65,9 +74,7 @@ class PacketIndex:
     def build(cls, container: av.container.InputContainer) -> PacketIndex | None:
         """Demux the first video stream; None when packets lack timestamps or repeat them."""
         stream = container.streams.video[0]
-        pts: list[int] = []
-        keys: list[bool] = []
-        corrupt: list[bool] = []
+        rows: list[tuple[int, int, int, bool, bool]] = []  # pts, dts, size, keyframe, corrupt
         error = None
         try:
             for packet in container.demux(stream):
@@ -75,18 +82,17 @@ class PacketIndex:
                     continue
                 if packet.pts is None:
                     return None
-                pts.append(packet.pts)
-                keys.append(packet.is_keyframe)
-                corrupt.append(packet.is_corrupt)
+                dts = packet.pts if packet.dts is None else packet.dts
+                rows.append((packet.pts, dts, packet.size, packet.is_keyframe, packet.is_corrupt))
         except av.error.FFmpegError as err:
-            error = f"demuxing stopped after {len(pts)} packets: {err}"
-        order = np.argsort(np.asarray(pts, dtype=np.int64), kind="stable")
-        pts_arr = np.asarray(pts, dtype=np.int64)[order]
-        if len(np.unique(pts_arr)) != len(pts_arr):
+            error = f"demuxing stopped after {len(rows)} packets: {err}"
+        table = np.asarray(rows, dtype=np.int64).reshape(-1, 5)
+        decode_order = bool(stream.codec_context.has_b_frames) and bool(np.all(np.diff(table[:, 0]) > 0))
+        table = table[np.argsort(table[:, 0], kind="stable")]
+        if len(np.unique(table[:, 0])) != len(table):
             return None
-        return cls(
-            pts_arr, np.asarray(keys, dtype=bool)[order], np.asarray(corrupt, dtype=bool)[order], error
-        )
+        pts, dts, size, keyframe, corrupt = table.T
+        return cls(pts, dts, size, keyframe.astype(bool), corrupt.astype(bool), error, decode_order)
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,9 @@ ENGINES = ("auto", "pyav")
 # What a seek costs, in decoded-frame equivalents: the demuxer's search plus refilling the
 # decoder's thread pipeline. Targets closer than this to the next keyframe are decoded through.
 SEEK_COST_FRAMES = 6
+# A seek that lands past its keyframe is retried from up to this many earlier keyframes; after
+# that the reader decodes from the first frame.
+SEEK_RETRIES = 3
 
 
 @dataclass(frozen=True)
@@ -47,7 +51,7 @@ class _Segment:
 
 
 class _SeekMissed(Exception):
-    """A seek landed after the first frame it was meant to reach."""
+    """A seek could not reach the first frame it was meant to decode."""
 
 
 def _as_indices(indices: Sequence[int] | np.ndarray) -> np.ndarray:
@@ -66,7 +70,8 @@ class VideoReader:
 
     A frame's index is its position in presentation order, the same as in a full sequential
     decode (``for frame in reader``). Indices come from the packet timestamps, so they stay
-    exact where the container's frame count is wrong.
+    exact where the container's frame count is wrong; where the timestamps follow decode order
+    (AVI with B-frames) frames are counted in a forward decode instead, without seeking.
 
     ``strategy`` picks how to reach the wanted frames: ``forward`` decodes from the start and
     converts only the kept frames to RGB; ``seek`` jumps to the keyframe before each group of
@@ -96,8 +101,10 @@ class VideoReader:
         self.engine = engine
         with open_video(self.path) as container:
             self.info: VideoInfo
-            self._index: PacketIndex | None
-            self.info, self._index = inspect_container(container, self.path, exact=True)
+            self.info, index = inspect_container(container, self.path, exact=True)
+        # Frames are placed by their packet's pts, where those give presentation order; otherwise
+        # by their rank in a forward decode.
+        self._index: PacketIndex | None = None if index is None or index.decode_order else index
 
     @property
     def num_frames(self) -> int:
@@ -241,7 +248,7 @@ class VideoReader:
                 try:
                     yield from self._run_segment(container, stream, segment, errors, keep_all=wanted is None)
                 except _SeekMissed:
-                    # The demuxer could not seek precisely (some MPEG/AVI files): start again
+                    # No seek reached a keyframe before the targets (see _seek): start again
                     # from the first frame and decode forward for everything still wanted.
                     container.close()
                     container, stream = self._open_stream()
@@ -267,6 +274,39 @@ class VideoReader:
                     yield position, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
             position += 1
 
+    def _seek(
+        self, container: av.container.InputContainer, stream: av.video.stream.VideoStream, start: int
+    ) -> Iterator[av.Packet] | None:
+        """Packets from a keyframe at or before position ``start`` on; None where seeking fails.
+
+        mp4 and Matroska seek on their own index and land on the keyframe. MPEG-PS/TS bisect the
+        file by DTS and can land past it, inside a GOP whose keyframe is behind (the decoder then
+        returns nothing, or later frames). So every landing is checked: the first keyframe packet
+        demuxed must be one of the index's keyframes (same pts and size) at or before ``start``.
+        Otherwise seek again to the keyframe's DTS, then to earlier keyframes.
+        """
+        index = self._index
+        assert index is not None
+        keys = index.keyframe_positions
+        at = int(np.searchsorted(keys, start, side="right"))
+        for key in keys[max(0, at - 1 - SEEK_RETRIES) : at][::-1].tolist():
+            for timestamp in dict.fromkeys((int(index.pts[key]), int(index.dts[key]))):
+                try:
+                    container.seek(timestamp, stream=stream, backward=True, any_frame=False)
+                except av.error.FFmpegError:
+                    return None
+                packets = container.demux(stream)
+                landing = next((p for p in packets if p.is_keyframe and p.size), None)
+                position = None if landing is None else index.position_of_pts.get(landing.pts)
+                if (
+                    position is not None
+                    and position <= start
+                    and index.keyframe[position]
+                    and index.size[position] == landing.size
+                ):
+                    return itertools.chain([landing], packets)
+        return None
+
     def _run_segment(
         self,
         container: av.container.InputContainer,
@@ -278,12 +318,12 @@ class VideoReader:
         index = self._index
         targets = set(segment.targets)
         last = segment.targets[-1] if segment.targets else None
-        if segment.seek:
-            assert index is not None
-            container.seek(int(index.pts[segment.start]), stream=stream, backward=True, any_frame=False)
-        first = True
+        packets = self._seek(container, stream, segment.start) if segment.seek else container.demux(stream)
+        if packets is None:
+            raise _SeekMissed
+        check = segment.seek  # the first frame after a seek must not be past the first target
         ordinal = 0
-        for packet in container.demux(stream):
+        for packet in packets:  # demux ends with an empty packet that drains the decoder
             try:
                 frames = packet.decode()
             except av.error.FFmpegError as err:
@@ -297,8 +337,8 @@ class VideoReader:
                     position = index.position_of_pts.get(frame.pts) if frame.pts is not None else None
                 if position is None or (index is not None and index.corrupt[position]):
                     continue
-                if first and segment.seek:
-                    first = False
+                if check:
+                    check = False
                     if position > segment.targets[0]:
                         raise _SeekMissed
                 if keep_all or position in targets:
@@ -306,3 +346,5 @@ class VideoReader:
                     yield position, frame.to_ndarray(format="rgb24")
                 if last is not None and position >= last:
                     return
+        if check:  # the seek reached a keyframe, but the decoder returned no frame after it
+            raise _SeekMissed

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any, TypeVar
 
@@ -31,7 +31,7 @@ def _start_worker(log_path: str, initializer: Callable[..., None], initargs: tup
 
 def run_phases(
     fn: Callable[..., R],
-    phases: Sequence[Sequence[tuple[Any, ...]]],
+    phases: Iterable[Sequence[tuple[Any, ...]]],
     *,
     workers: int | None,
     initializer: Callable[..., None],
@@ -41,7 +41,9 @@ def run_phases(
     """``fn(*args)`` for every ``args`` of every phase, in worker processes; results as they finish.
 
     A phase starts when the one before has finished (e.g. fakes after the originals whose face
-    tracks they reuse). ``initializer(*initargs)`` runs once per worker (load models there).
+    tracks they reuse); ``phases`` may be a generator that plans a phase from what the ones before
+    did: it is advanced only after every result of the previous phase has been yielded.
+    ``initializer(*initargs)`` runs once per worker (load models there).
     ``workers`` defaults to one per core; with 1, everything runs in this process (no stderr
     redirection). Workers are spawned, not forked: the parent may hold threaded native libraries
     (mediapipe, protobuf, ffmpeg) whose locks a forked child would inherit half-taken.

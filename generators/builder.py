@@ -4,16 +4,28 @@ Output (the toolkit corpus layout, indexed back by ``index_corpus("toolkit", out
 
     out_dir/
       manifest.parquet                      fakes and the originals they were made from
-      originals/<video_id>.<ext>            the real target videos (hard links when possible)
+      originals/<video_id>.mp4              the real target videos, through the fakes' encoder
+                                            (``originals="link"``: the source files, linked)
+      originals/<video_id>-<tag>.mp4        perturbed copies of the reals (``perturb_reals``)
       videos/<method>/<blend>/<video_id>.mp4
       masks/<method>/<target>_<source>.mp4  manipulated region per frame (lossless, white = fake)
-      provenance/<video_id>.json            how each fake was made (its record included)
+      provenance/<video_id>.json            how each video was made (its record included)
       sheets/<method>-<blend>-<pair>.png    original | fake | mask | difference (``sheets=True``)
       runs/<time>.json                      what each run did, failed and skipped, and why
       .work/                                face tracks and intermediate files
 
-A fake is finished when its provenance file exists (written last, atomically), so a rerun skips
-finished fakes and redoes the rest; a killed run loses nothing that was finished.
+Honesty rules, so that a detector trained on the corpus learns forgery, not an accident:
+
+- a fake is written only when its mask covers at least ``min_coverage`` of its frames (a label
+  must be true of the frames it covers); the rest go to ``not_made`` with their numbers;
+- fakes and reals go through one encoder (the same codec, pixel format and crf), perturbations are
+  applied to the frames before that one final encode, and the reals get perturbed copies drawn from
+  the same chain distribution as the fakes, so no file property predicts the label;
+- every record's frame count, codec, pixel format, crf and bit rate are read back from the written
+  file, never copied from what was intended.
+
+A video is finished when its provenance file exists (written last, atomically), so a rerun skips
+finished videos and redoes the rest; a killed run loses nothing that was finished.
 """
 
 from __future__ import annotations
@@ -24,7 +36,7 @@ import os
 import shutil
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,17 +49,19 @@ from dftoolkit import __version__
 from dftoolkit.fileio import atomic_path, atomic_write_text
 from dftoolkit.generators.base import FaceTrack, get_blend, get_method
 from dftoolkit.generators.material import face_patches, face_track
-from dftoolkit.generators.perturb import perturb_video
+from dftoolkit.generators.perturb import Chain, PerturbingWriter, resolve_chain
 from dftoolkit.manifest import Manifest
 from dftoolkit.progress import progress
 from dftoolkit.records import VideoRecord
 from dftoolkit.sheets import contact_sheet, write_png
-from dftoolkit.video import VideoReader, VideoWriter
+from dftoolkit.video import VideoDecodeError, VideoReader, VideoWriter, probe, probe_encoding
 from dftoolkit.workers import run_phases
 
 __all__ = ["BuildReport", "Pair", "build_dataset", "choose_pairs", "perturbation_tag"]
 
 MANIFEST = "manifest.parquet"
+ORIGINALS = ("encode", "link")
+"""How the builder includes the originals of its fakes (see :func:`build_dataset`)."""
 SHEET_FRAMES = 6
 
 
@@ -136,12 +150,17 @@ def _seed(*parts: object) -> int:
 
 @dataclass(frozen=True)
 class _Output:
-    """One fake to write: its record, and the perturbation applied to the clean blend (or None)."""
+    """One video to write: its record (relpath, label...) and the perturbation spec (or None)."""
 
     record: VideoRecord
-    blend: str
     perturbation: str | None
     seed: int
+
+    @property
+    def blend(self) -> str:
+        """The blend of a fake (its method is ``<method>+<blend>``)."""
+        assert self.record.method is not None
+        return self.record.method.partition("+")[2]
 
 
 @dataclass(frozen=True)
@@ -160,17 +179,35 @@ class _FakeJob:
     outputs: tuple[_Output, ...]
     out_dir: str
     crf: int | None
+    min_coverage: float
     sheets: bool
     seed: int
 
 
+@dataclass(frozen=True)
+class _RealJob:
+    """One real video of the corpus: re-encoded (or linked) and its perturbed copies: picklable."""
+
+    source: VideoRecord
+    source_path: str
+    outputs: tuple[_Output, ...]
+    out_dir: str
+    crf: int | None
+    link: bool
+
+
 @dataclass
 class BuildReport:
-    """What a build did. ``manifest`` is the finished corpus (also in ``out_dir/manifest.parquet``)."""
+    """What a build did. ``manifest`` is the finished corpus (also in ``out_dir/manifest.parquet``).
+
+    ``made`` counts fakes, ``reals`` the real videos written (re-encoded, linked or perturbed);
+    ``not_made`` holds every planned fake that was not written and why (e.g. its coverage).
+    """
 
     out_dir: Path
     manifest: Manifest | None = None
     made: int = 0
+    reals: int = 0
     skipped_done: int = 0
     failed: dict[str, str] = field(default_factory=dict)
     not_made: dict[str, str] = field(default_factory=dict)
@@ -238,12 +275,73 @@ def _difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _writer(path: Path, fps: float, crf: int | None, height: int, width: int) -> VideoWriter:
-    lossless = crf is None or height % 2 == 1 or width % 2 == 1  # yuv420p needs even sizes
-    return VideoWriter(path, fps=fps, crf=crf or 0, lossless=lossless)
+    """The corpus's one encoder: H.264 at ``crf`` (``yuv420p``; ``yuv444p`` for odd sizes, which
+    4:2:0 cannot hold), or lossless RGB when ``crf`` is None. Reals and fakes of a size get the same."""
+    if crf is None:
+        return VideoWriter(path, fps=fps, lossless=True)
+    pix_fmt = "yuv444p" if height % 2 or width % 2 else "yuv420p"
+    return VideoWriter(path, fps=fps, crf=crf, pix_fmt=pix_fmt)
+
+
+def _chain(spec: str, seed: int) -> Chain:
+    """The chain of a perturbation spec: itself, or for ``random``/``random:N`` one drawn from ``seed``."""
+    kind, _, mix = spec.partition(":")
+    return resolve_chain("random", seed, int(mix or 1)) if kind == "random" else resolve_chain(spec, seed)
+
+
+def _open_outputs(
+    stack: ExitStack,
+    out: Path,
+    outputs: Sequence[_Output],
+    crf: int | None,
+    fps: float,
+    size: tuple[int, int],
+) -> tuple[list[Any], list[str | None]]:
+    """A sink per output (its final writer, behind a :class:`PerturbingWriter` when perturbed) and the
+    chain each applies (None when clean), in the order of ``outputs``; ``size`` is ``(H, W)``."""
+    sinks, chains = [], []
+    for o in outputs:
+        sink = stack.enter_context(_writer(out / o.record.relpath, fps, crf, *size))
+        chain = None
+        if o.perturbation is not None:
+            chain = _chain(o.perturbation, o.seed)
+            sink = stack.enter_context(
+                PerturbingWriter(chain, sink, fps=fps, seed=o.seed, folder=out / ".work")
+            )
+        sinks.append(sink)
+        chains.append(None if chain is None else str(chain))
+    return sinks, chains
+
+
+def _read_back(out: Path, record: VideoRecord) -> tuple[VideoRecord, dict[str, Any]]:
+    """``record`` with frames, size, rate and compression read from its written file, and the
+    file's encoding (:class:`~dftoolkit.video.EncodingInfo` as a dict)."""
+    path = out / record.relpath
+    info = probe(path)
+    encoding = probe_encoding(path)
+    if encoding.lossless:
+        compression = "lossless"
+    elif encoding.crf is not None:
+        compression = f"crf{encoding.crf:g}"
+    else:
+        compression = record.compression
+    record = record.replace(
+        frames=info.frames,
+        frames_exact=info.frames_exact,
+        fps=info.fps,
+        width=info.width,
+        height=info.height,
+        compression=compression,
+    )
+    return record, encoding.to_dict()
+
+
+class _Uncovered(Exception):
+    """A fake's mask covers too few frames; nothing of it is kept."""
 
 
 def _fake_job(job: _FakeJob) -> dict[str, Any]:
-    """Worker: render the method once per frame, blend it every requested way, write and perturb."""
+    """Worker: render the method once per frame, blend it every requested way, perturb, write."""
     start = time.perf_counter()
     out = Path(job.out_dir)
     key = f"{job.method}/{job.pair.name}"
@@ -253,68 +351,118 @@ def _fake_job(job: _FakeJob) -> dict[str, Any]:
         for role, track in (("target", target), ("source", source_track)):
             if not track.found.any():
                 return {"kind": "fake", "key": key, "not_made": f"the {role} video has no face in any frame"}
+        found = int(target.found.sum())
+        if found < job.min_coverage * len(target):
+            return {
+                "kind": "fake",
+                "key": key,
+                "not_made": f"a face was found in only {found} of the target's {len(target)} frames "
+                f"(at most {found / len(target):.3f} coverage < min_coverage {job.min_coverage})",
+            }
         patches = face_patches(VideoReader(job.source_path), source_track)
         try:
             method = get_method(job.method)(patches, target, **job.method_options)
         except ValueError as err:  # the material cannot drive this method (e.g. one source face)
             return {"kind": "fake", "key": key, "not_made": str(err)}
         blends = {name: get_blend(name, **options) for name, options in job.blends}
-        clean = {
-            o.blend: out / ".work" / "clean" / f"{job.method}-{o.blend}-{job.pair.name}.mp4"
-            for o in job.outputs
-        }
-        for o in job.outputs:
-            if o.perturbation is None:
-                clean[o.blend] = out / o.record.relpath
         reader = VideoReader(job.target_path)
         wanted = set(np.linspace(0, len(target) - 1, SHEET_FRAMES).round().astype(int).tolist())
         kept: dict[str, list[np.ndarray]] = {"original": [], "mask": [], **{b: [] for b in blends}}
-        manipulated = 0
+        manipulated = frames = 0
         with ExitStack() as stack:
-            h, w = target.height, target.width
-            writers = {b: stack.enter_context(_writer(clean[b], target.fps, job.crf, h, w)) for b in blends}
-            mask_writer = stack.enter_context(_writer(out / job.mask_relpath, target.fps, None, h, w))
-            frames = 0
+            size = (target.height, target.width)
+            sinks, chains = _open_outputs(stack, out, job.outputs, job.crf, target.fps, size)
+            mask_writer = stack.enter_context(
+                _writer(out / job.mask_relpath, target.fps, None, target.height, target.width)
+            )
             for t, frame in enumerate(reader):
                 rendered = method.render(t, frame)
-                manipulated += bool(rendered.mask.max() > 0)
                 mask8 = np.round(rendered.mask * 255).astype(np.uint8)
+                manipulated += bool(mask8.max() > 127)  # as the FaceStore reads masks
                 mask_writer.write(np.repeat(mask8[..., None], 3, axis=2))
                 keep = job.sheets and t in wanted
-                for name, blend in blends.items():
-                    fake = blend(rendered.image, frame, rendered.mask)
-                    writers[name].write(fake)
-                    if keep:
-                        kept[name].append(fake)
+                fakes = {name: blend(rendered.image, frame, rendered.mask) for name, blend in blends.items()}
+                for o, sink in zip(job.outputs, sinks, strict=True):
+                    sink.write(fakes[o.blend])
                 if keep:
+                    for name, fake in fakes.items():
+                        kept[name].append(fake)
                     kept["original"].append(frame)
                     kept["mask"].append(mask8)
                 frames += 1
             if frames != len(target):
                 raise RuntimeError(f"{job.target_path}: decoded {frames} frames, its track has {len(target)}")
+            if manipulated < job.min_coverage * frames:  # discard every output of the pair
+                raise _Uncovered(
+                    f"the mask is empty in {frames - manipulated} of {frames} frames "
+                    f"(coverage {manipulated / frames:.3f} < min_coverage {job.min_coverage})"
+                )
         method.close()
-        if manipulated == 0:
-            return {"kind": "fake", "key": key, "not_made": "no frame had a face to manipulate"}
         if job.sheets:  # one per blend, of the clean fake, named like it
             for name in blends:
                 _sheet(out / "sheets" / f"{job.method}-{name}-{job.pair.name}.png", kept, name)
-        for o in job.outputs:
-            if o.perturbation is not None:
-                mix = int(o.perturbation.split(":")[1]) if o.perturbation.startswith("random:") else 1
-                spec = "random" if o.perturbation.startswith("random") else o.perturbation
-                chain = perturb_video(clean[o.blend], out / o.record.relpath, spec, seed=o.seed, mix=mix)
-                record = o.record.replace(perturbation=chain)
-            else:
-                record = o.record
-            record = record.replace(frames=frames, fps=target.fps, width=target.width, height=target.height)
-            _write_provenance(out, job, o, record, blends[o.blend].params(), method.params(), manipulated)
-        for path in clean.values():
-            if ".work" in path.parts:
-                path.unlink(missing_ok=True)
+        coverage = {"manipulated_frames": manipulated, "coverage": manipulated / frames}
+        for o, chain in zip(job.outputs, chains, strict=True):
+            record, encoding = _read_back(out, o.record.replace(perturbation=chain, **coverage))
+            if record.frames != frames:
+                raise RuntimeError(
+                    f"{out / record.relpath}: {record.frames} frames written, {frames} rendered"
+                )
+            extra = {
+                "method": job.method,
+                "method_params": method.params(),
+                "blend": o.blend,
+                "blend_params": blends[o.blend].params(),
+                "seed": job.seed,
+                "target": {"dataset": job.pair.target.dataset, "video_id": job.pair.target.video_id},
+                "source": {"dataset": job.pair.source.dataset, "video_id": job.pair.source.video_id},
+                "mask": job.mask_relpath,
+            }
+            _write_provenance(out, record, o, encoding, extra)
+    except _Uncovered as uncovered:
+        return {"kind": "fake", "key": key, "not_made": str(uncovered)}
     except Exception:
         return {"kind": "fake", "key": key, "error": traceback.format_exc(limit=4)}
     return {
         "kind": "fake",
+        "key": key,
+        "frames": frames,
+        "made": len(job.outputs),
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def _real_job(job: _RealJob) -> dict[str, Any]:
+    """Worker: write a real video through the corpus's encoder (or link it) and its perturbed copies."""
+    start = time.perf_counter()
+    out = Path(job.out_dir)
+    key = "/".join(job.source.key)
+    try:
+        source = Path(job.source_path)
+        reader = VideoReader(source)
+        encoded = [o for o in job.outputs if not (job.link and o.perturbation is None)]
+        frames = 0
+        with ExitStack() as stack:
+            sinks, chains = _open_outputs(stack, out, encoded, job.crf, reader.fps, reader.shape[:2])
+            if sinks:
+                for frame in reader:
+                    for sink in sinks:
+                        sink.write(frame)
+                    frames += 1
+                if frames != reader.num_frames:  # a short decode must not become a short real
+                    raise VideoDecodeError(f"{source}: decoded {frames} of {reader.num_frames} frames")
+        applied = dict(zip((o.record.video_id for o in encoded), chains, strict=True))
+        for o in job.outputs:
+            if o.record.video_id not in applied:
+                _link_or_copy(source, out / o.record.relpath)
+            record, encoding = _read_back(out, o.record.replace(perturbation=applied.get(o.record.video_id)))
+            extra = {"source": {"dataset": job.source.dataset, "video_id": job.source.video_id}}
+            extra["written"] = "linked" if o.record.video_id not in applied else "encoded"
+            _write_provenance(out, record, o, encoding, extra)
+    except Exception:
+        return {"kind": "real", "key": key, "error": traceback.format_exc(limit=4)}
+    return {
+        "kind": "real",
         "key": key,
         "frames": frames,
         "made": len(job.outputs),
@@ -334,31 +482,20 @@ def _sheet(path: Path, kept: dict[str, list[np.ndarray]], blend: str) -> None:
 
 
 def _write_provenance(
-    out: Path,
-    job: _FakeJob,
-    output: _Output,
-    record: VideoRecord,
-    blend_params: dict[str, Any],
-    method_params: dict[str, Any],
-    manipulated: int,
+    out: Path, record: VideoRecord, output: _Output, encoding: dict[str, Any], extra: dict[str, Any]
 ) -> None:
+    """``provenance/<video_id>.json``: the record, how it was made, and its encoding as read back."""
     data = {
         "record": record.to_dict(),
-        "method": job.method,
-        "method_params": method_params,
-        "blend": output.blend,
-        "blend_params": blend_params,
         "perturbation": record.perturbation,
-        "seed": job.seed,
         "perturbation_seed": output.seed if output.perturbation else None,
-        "target": {"dataset": job.pair.target.dataset, "video_id": job.pair.target.video_id},
-        "source": {"dataset": job.pair.source.dataset, "video_id": job.pair.source.video_id},
         "original_id": record.original_id,
-        "mask": job.mask_relpath,
         "frames": record.frames,
-        "manipulated_frames": manipulated,
-        "codec": "libx264rgb lossless" if job.crf is None else f"libx264 crf {job.crf}",
+        "manipulated_frames": record.manipulated_frames,
+        "coverage": record.coverage,
+        "encoding": encoding,
         "tool": f"dftoolkit {__version__}",
+        **extra,
     }
     atomic_write_text(
         out / "provenance" / f"{record.video_id}.json", json.dumps(data, indent=1, sort_keys=True)
@@ -366,23 +503,6 @@ def _write_provenance(
 
 
 # -- the builder -----------------------------------------------------------------------------------
-
-
-def _original_record(pair_target: VideoRecord, name: str, relpath: str, info: FaceTrack) -> VideoRecord:
-    return VideoRecord(
-        dataset=name,
-        video_id=pair_target.video_id,
-        relpath=relpath,
-        label=0,
-        method=pair_target.method or "original",
-        compression=pair_target.compression,
-        split=pair_target.split,
-        target_id=_identity(pair_target),
-        frames=len(info),
-        fps=info.fps,
-        width=info.width,
-        height=info.height,
-    )
 
 
 def _link_or_copy(src: Path, dest: Path) -> None:
@@ -400,6 +520,44 @@ def _parse_spec(spec: str | None) -> str | None:
     return None if spec in (None, "", "none") else spec
 
 
+def _done(out: Path, record: VideoRecord) -> bool:
+    return (out / "provenance" / f"{record.video_id}.json").exists()
+
+
+def _real_outputs(
+    real: VideoRecord,
+    source: Path,
+    name: str,
+    specs: Sequence[str | None],
+    seed: int,
+    link: bool,
+    perturb_reals: bool,
+) -> list[_Output]:
+    """The corpus's copies of one real video: itself, and one perturbed copy per perturbation spec."""
+    clean = VideoRecord(
+        dataset=name,
+        video_id=real.video_id,
+        relpath=f"originals/{real.video_id}{source.suffix.lower() if link else '.mp4'}",
+        label=0,
+        method=real.method or "original",
+        compression=real.compression,
+        split=real.split,
+        target_id=_identity(real),
+    )
+    outputs = []
+    for k, spec in enumerate(specs):
+        tag = perturbation_tag(spec, k)
+        if spec is None:
+            outputs.append(_Output(clean, None, _seed(seed, clean.video_id)))
+        elif perturb_reals:
+            video_id = f"{real.video_id}-{tag}"
+            record = clean.replace(video_id=video_id, relpath=f"originals/{video_id}.mp4")
+            outputs.append(_Output(record, spec, _seed(seed, video_id)))
+    if not any(o.perturbation is None for o in outputs):  # every fake's original is in the corpus
+        outputs.insert(0, _Output(clean, None, _seed(seed, clean.video_id)))
+    return outputs
+
+
 def build_dataset(
     real_manifest: Manifest,
     out_dir: str | os.PathLike[str],
@@ -413,6 +571,9 @@ def build_dataset(
     method_options: dict[str, dict[str, Any]] | None = None,
     blend_options: dict[str, dict[str, Any]] | None = None,
     crf: int | None = 18,
+    min_coverage: float = 0.9,
+    originals: str = "encode",
+    perturb_reals: bool = True,
     store: str | os.PathLike[str] | None = None,
     backend: str = "mediapipe",
     workers: int | None = None,
@@ -422,7 +583,8 @@ def build_dataset(
     """Make fakes from the real videos of ``real_manifest`` into a toolkit corpus at ``out_dir``.
 
     For every pair (:func:`choose_pairs`) and method, each frame of the target is rendered once and
-    blended every requested way; each blend is written clean and/or with each perturbation.
+    blended every requested way; each blend is written clean and/or with each perturbation. Then the
+    originals of the fakes made are written through the same encoder, with perturbed copies.
 
     Args:
         real_manifest: real videos (label 0); fakes in it only supply FF++-style pairs and splits.
@@ -431,12 +593,22 @@ def build_dataset(
         blends: blend names (:func:`~dftoolkit.generators.list_blends`).
         perturbations: per entry one fake per (method, pair, blend): ``None``/``"none"`` clean,
             a chain such as ``"CS:3 GB:2"`` or ``"c40"``, ``"random"`` or ``"random:N"`` (a mix of N).
+            Applied to the frames before the final encode (encode steps such as ``c40`` are
+            round trips inside the chain).
         seed: decides the pairs and every random choice; equal seeds give equal corpora.
         name: the dataset name of the records.
         per_target: sources per target when pairs are drawn.
         method_options: per method name, its keyword parameters (e.g. a checkpoint path).
         blend_options: per blend name, its options.
-        crf: H.264 quality of the fakes (18: visually lossless); None writes them lossless.
+        crf: H.264 quality of every video written, fakes and reals (18: visually lossless); None
+            writes them all lossless.
+        min_coverage: the least fraction of a fake's frames its mask must cover (0..1); a fake
+            below it is not written and goes to ``report.not_made`` with its numbers.
+        originals: ``"encode"`` writes the originals through the fakes' encoder (as FF++ ships
+            reals and fakes at one compression); ``"link"`` keeps the source files (hard links).
+        perturb_reals: for each perturbation entry, also write a perturbed copy of every original
+            (fixed chains as given; ``random`` drawn per video from the same distribution), so the
+            perturbation does not predict the label.
         store: a FaceStore whose landmarks to reuse for videos it sampled in full (policy ``all``).
         backend: face backend for the videos' face tracks.
         workers: processes (default: one per core).
@@ -444,8 +616,7 @@ def build_dataset(
         report: filled with what happened when given.
 
     Returns:
-        The corpus's :class:`Manifest` (fakes and their originals), also written to
-        ``out_dir/manifest.parquet``.
+        The corpus's :class:`Manifest` (reals and fakes), also written to ``out_dir/manifest.parquet``.
     """
     start = time.perf_counter()
     out = Path(out_dir).absolute()
@@ -455,6 +626,10 @@ def build_dataset(
         get_method(method)
     for blend in blends:
         get_blend(blend, **(blend_options or {}).get(blend, {}))
+    if not 0.0 <= min_coverage <= 1.0:
+        raise ValueError(f"min_coverage must be in [0, 1], got {min_coverage}")
+    if originals not in ORIGINALS:
+        raise ValueError(f"originals must be one of {ORIGINALS}, got {originals!r}")
     specs = [_parse_spec(p) for p in perturbations]
     if len(set(specs)) != len(specs):
         raise ValueError(f"perturbations repeat an entry: {list(perturbations)}")
@@ -497,7 +672,6 @@ def build_dataset(
                         relpath=f"videos/{method}/{blend}/{video_id}.mp4",
                         label=1,
                         method=f"{method}+{blend}",
-                        compression="lossless" if crf is None else f"crf{crf}",
                         split=pair.split,
                         target_id=_identity(pair.target),
                         source_id=_identity(pair.source),
@@ -506,10 +680,8 @@ def build_dataset(
                         perturbation=spec,
                     )
                     planned.append(record)
-                    outputs.append(_Output(record, blend, spec, _seed(seed, video_id)))
-            todo = tuple(
-                o for o in outputs if not (out / "provenance" / f"{o.record.video_id}.json").exists()
-            )
+                    outputs.append(_Output(record, spec, _seed(seed, video_id)))
+            todo = tuple(o for o in outputs if not _done(out, o.record))
             report.skipped_done += len(outputs) - len(todo)
             if not todo:
                 continue
@@ -529,23 +701,41 @@ def build_dataset(
                     outputs=todo,
                     out_dir=str(out),
                     crf=crf,
+                    min_coverage=min_coverage,
                     sheets=sheets,
                     seed=_seed(seed, method, pair.name),
                 )
             )
 
+    # phase 3 (planned once the fakes are done): the originals of the fakes made, and their copies
+    def real_jobs() -> list[tuple[str, tuple]]:
+        made = {f.original_id for f in planned if _done(out, f)}
+        jobs = []
+        for target in sorted({p.target.key: p.target for p in pairs}.values(), key=lambda r: r.key):
+            if target.video_id not in made:
+                continue
+            source = real_manifest.path_of(target)
+            outputs = _real_outputs(target, source, name, specs, seed, originals == "link", perturb_reals)
+            planned.extend(o.record for o in outputs)
+            todo = tuple(o for o in outputs if not _done(out, o.record))
+            report.skipped_done += len(outputs) - len(todo)
+            if todo:
+                jobs.append(
+                    ("real", (_RealJob(target, str(source), todo, str(out), crf, originals == "link"),))
+                )
+        return jobs
+
     log = out / "runs" / "workers.log"
     log.parent.mkdir(parents=True, exist_ok=True)
+    phases = _phases(
+        [("track", args) for args in track_jobs], [("fake", (job,)) for job in fake_jobs], real_jobs
+    )
     results = run_phases(
-        _work,
-        [[("track", args) for args in track_jobs], [("fake", (job,)) for job in fake_jobs]],
-        workers=workers,
-        initializer=_init_worker,
-        initargs=(backend,),
-        log_path=log,
+        _work, phases, workers=workers, initializer=_init_worker, initargs=(backend,), log_path=log
     )
     failed_tracks: set[str] = set()
-    for outcome in progress(results, "generating", total=len(track_jobs) + len(fake_jobs), count=_frames_of):
+    total = len(track_jobs) + len(fake_jobs) + len({p.target.key for p in pairs})  # at most one per target
+    for outcome in progress(results, "generating", total=total, count=_frames_of):
         if "error" in outcome:
             report.failed[outcome["key"]] = outcome["error"]
             if outcome["kind"] == "track":
@@ -555,8 +745,10 @@ def build_dataset(
         elif outcome["kind"] == "fake":
             report.made += outcome["made"]
             report.frames += outcome["frames"]
+        elif outcome["kind"] == "real":
+            report.reals += outcome["made"]
 
-    manifest = _collect(out, real_manifest, planned, name)
+    manifest = _collect(out, planned)
     manifest.write_parquet(out / MANIFEST)
     report.manifest = manifest
     report.seconds = time.perf_counter() - start
@@ -564,37 +756,36 @@ def build_dataset(
     return manifest
 
 
+def _phases(tracks: list, fakes: list, reals: Callable[[], list]) -> Iterator[list]:
+    """The three phases; the last is planned only when the ones before have finished."""
+    yield tracks
+    yield fakes
+    yield reals()
+
+
 def _work(kind: str, args: tuple) -> dict[str, Any]:
-    """Worker entry point for both phases (module level, so spawned workers can unpickle it)."""
-    return _track_job(*args) if kind == "track" else _fake_job(*args)
+    """Worker entry point for every phase (module level, so spawned workers can unpickle it)."""
+    return {"track": _track_job, "fake": _fake_job, "real": _real_job}[kind](*args)
 
 
 def _frames_of(outcome: dict[str, Any]) -> int:
     return outcome.get("frames", 0) if outcome.get("kind") == "fake" else 0
 
 
-def _collect(out: Path, real_manifest: Manifest, planned: list[VideoRecord], name: str) -> Manifest:
-    """The corpus's records: every planned fake that is finished, and the originals they were made from."""
-    fakes = []
-    for record in planned:
-        path = out / "provenance" / f"{record.video_id}.json"
-        if path.exists():
-            fakes.append(VideoRecord(**json.loads(path.read_text())["record"]))
-    originals = []
-    by_id = {r.video_id: r for r in real_manifest if r.label == 0}
-    for video_id in sorted({f.original_id for f in fakes if f.original_id}):
-        real = by_id[video_id]
-        source = real_manifest.path_of(real)
-        relpath = f"originals/{video_id}{source.suffix.lower()}"
-        _link_or_copy(source, out / relpath)
-        info = _load_track(out / ".work" / "tracks" / real.dataset / f"{video_id}.npz")
-        originals.append(_original_record(real, name, relpath, info))
-    return Manifest([*originals, *fakes], root=out)
+def _collect(out: Path, planned: list[VideoRecord]) -> Manifest:
+    """The corpus's records: every planned video that is finished, reals first."""
+    records = [
+        VideoRecord(**json.loads((out / "provenance" / f"{r.video_id}.json").read_text())["record"])
+        for r in planned
+        if _done(out, r)
+    ]
+    return Manifest(sorted(records, key=lambda r: r.label), root=out)
 
 
 def _write_run(out: Path, report: BuildReport) -> None:
     data = {
         "made": report.made,
+        "reals": report.reals,
         "skipped_already_done": report.skipped_done,
         "failed": report.failed,
         "not_made": report.not_made,

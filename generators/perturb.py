@@ -44,6 +44,7 @@ import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,6 +61,7 @@ __all__ = [
     "RANDOM_TYPES",
     "Chain",
     "PerturbationType",
+    "PerturbingWriter",
     "Step",
     "block_count",
     "block_wise",
@@ -74,6 +76,7 @@ __all__ = [
     "perturb_video",
     "random_blocks",
     "random_chain",
+    "resolve_chain",
     "video_seed",
 ]
 
@@ -412,21 +415,119 @@ def _write(frames: Iterable[np.ndarray], path: Path, fps: float, crf: int | None
     return writer.frames_written
 
 
+@contextmanager
+def _scratch_file(folder: Path) -> Iterator[Path]:
+    """A temporary ``.mp4`` path in ``folder``, removed afterwards."""
+    fd, name = tempfile.mkstemp(prefix=".perturb-", suffix=".mp4", dir=folder)
+    os.close(fd)
+    path = Path(name)
+    try:
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _read_back(path: Path, written: int, size: tuple[int, int]) -> Iterator[np.ndarray]:
+    """The frames of an encode step's file, cropped back to ``size``; VideoDecodeError if any is lost."""
+    reader = VideoReader(path)
+    if reader.num_frames != written:
+        raise VideoDecodeError(f"{path}: {reader.num_frames} frames after encoding {written}")
+    yield from _decode(reader, size)
+
+
 def _encoded(
     frames: Iterable[np.ndarray], crf: int, fps: float, size: tuple[int, int], folder: Path
 ) -> Iterator[np.ndarray]:
     """``frames`` after an H.264 round trip at ``crf`` through a temporary file in ``folder``."""
-    fd, name = tempfile.mkstemp(suffix=".mp4", dir=folder)
-    os.close(fd)
-    path = Path(name)
-    try:
+    with _scratch_file(folder) as path:
         written = _write(_pad_even(frames), path, fps, crf)
-        reader = VideoReader(path)
-        if reader.num_frames != written:
-            raise VideoDecodeError(f"{path}: {reader.num_frames} frames after encoding {written}")
-        yield from _decode(reader, size)
-    finally:
-        path.unlink(missing_ok=True)
+        yield from _read_back(path, written, size)
+
+
+def _through(
+    frames: Iterable[np.ndarray],
+    segments: Iterable[tuple[tuple[Step, ...], Step | None]],
+    rng: np.random.Generator,
+    fps: float,
+    size: tuple[int, int],
+    folder: Path,
+) -> Iterable[np.ndarray]:
+    """``frames`` through chain segments: each segment's frame steps, then its encode round trip."""
+    for steps, encode in segments:
+        frames = _apply(frames, steps, rng)
+        if encode is not None:
+            frames = _encoded(frames, int(encode.param), fps, size, folder)
+    return frames
+
+
+def resolve_chain(chain: Chain | str, seed: int, mix: int = 1) -> Chain:
+    """``chain`` as a :class:`Chain`; ``"random"`` becomes :func:`random_chain` of ``mix`` types,
+    drawn from a generator derived from ``seed`` (so ``"random"`` with seed s = its chain written out)."""
+    if isinstance(chain, str) and chain.strip().lower() == "random":
+        return random_chain(np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0]), mix)
+    return _as_chain(chain)
+
+
+class PerturbingWriter:
+    """Apply a chain to frames written one at a time and hand the result to ``sink`` (anything with
+    ``write(frame)``, e.g. a :class:`~dftoolkit.video.VideoWriter`): the perturbation happens before
+    the sink's one final encode.
+
+    Frame steps before the chain's first encode step run as frames arrive. From the first encode step
+    (VC, c23, c40) on, the clip is round-tripped through a temporary H.264 file in ``folder`` and the
+    remaining steps reach ``sink`` when the writer is closed. Random steps (BW, GNC) draw from one
+    generator seeded by ``seed``. Use as a context manager; an error discards the temporary file.
+    """
+
+    def __init__(self, chain: Chain | str, sink, *, fps: float, seed: int, folder: str | os.PathLike[str]):
+        self.chain = _as_chain(chain)
+        self._sink = sink
+        self._fps = fps
+        self._folder = Path(folder)
+        self._rng = np.random.default_rng(seed)
+        (self._steps, self._encode), *self._rest = self.chain.segments()
+        self._stack = ExitStack()
+        self._scratch: Path | None = None
+        self._writer: VideoWriter | None = None
+        self._size: tuple[int, int] | None = None
+
+    def __enter__(self) -> PerturbingWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self._stack.__exit__(exc_type, exc, tb)
+
+    def write(self, frame: np.ndarray) -> None:
+        """Perturb one ``(H, W, 3)`` uint8 RGB frame and pass it on (or to the encode step's file)."""
+        (frame,) = _apply([frame], self._steps, self._rng)
+        if self._encode is None:
+            self._sink.write(frame)
+            return
+        if self._writer is None:
+            self._size = frame.shape[:2]
+            self._folder.mkdir(parents=True, exist_ok=True)
+            self._scratch = self._stack.enter_context(_scratch_file(self._folder))
+            crf = int(self._encode.param)
+            self._writer = self._stack.enter_context(
+                VideoWriter(self._scratch, self._fps, crf, ENCODE_PRESET)
+            )
+        (frame,) = _pad_even([frame])
+        self._writer.write(frame)
+
+    def close(self) -> None:
+        """Finish the chain (the encode steps' round trips) and hand every frame to ``sink``."""
+        with self._stack:
+            if self._writer is None:
+                return
+            assert self._scratch is not None and self._size is not None
+            self._writer.close()
+            frames = _read_back(self._scratch, self._writer.frames_written, self._size)
+            for frame in _through(frames, self._rest, self._rng, self._fps, self._size, self._folder):
+                self._sink.write(frame)
+            self._writer = None
 
 
 def perturb_video(
@@ -456,9 +557,7 @@ def perturb_video(
     """
     if crf is not None and not 0 <= crf <= 51:
         raise ValueError(f"crf must be in [0, 51], got {crf}")
-    if isinstance(chain, str) and chain.strip().lower() == "random":
-        chain = random_chain(np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0]), mix)
-    chain = _as_chain(chain)
+    chain = resolve_chain(chain, seed, mix)
     src, dst = Path(src), Path(dst)
     reader = VideoReader(src)
     fps, size = reader.fps, reader.shape[:2]
@@ -468,10 +567,7 @@ def perturb_video(
     store_crf = int(last_encode.param) if last_encode is not None else crf
     dst.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{dst.name}.", dir=dst.parent) as tmp:
-        frames: Iterable[np.ndarray] = _decode(reader, size)
-        for steps, encode in middle:
-            assert encode is not None
-            frames = _encoded(_apply(frames, steps, rng), int(encode.param), fps, size, Path(tmp))
+        frames = _through(_decode(reader, size), middle, rng, fps, size, Path(tmp))
         frames = _apply(frames, last_steps, rng)
         odd = size[0] % 2 or size[1] % 2
         if store_crf is not None and odd:
@@ -545,6 +641,7 @@ def perturb_manifest(
                 perturbation=" ".join(filter(None, [record.perturbation, applied])),
                 compression=last if last in ("c23", "c40") else record.compression,
                 frames=info.frames,
+                frames_exact=info.frames_exact,
                 fps=info.fps,
                 width=info.width,
                 height=info.height,

@@ -50,8 +50,11 @@ def test_every_method_and_blend_is_written_with_its_original(built, reals):
     assert report.made == len(fakes) == 2 * 2 * 2 * 2 and not report.failed
     assert {r.method for r in fakes} == {"swap+naive", "swap+rct", "reenact+naive", "reenact+rct"}
     assert {r.perturbation for r in fakes} == {None, "CS:5"}
-    originals = {r.video_id: r for r in manifest if r.label == 0}
-    assert set(originals) == set(TWO)
+    originals = {r.video_id: r for r in manifest if r.label == 0 and r.perturbation is None}
+    assert set(originals) == set(TWO) and report.reals == 4
+    perturbed = {r.video_id: r for r in manifest if r.label == 0 and r.perturbation is not None}
+    assert perturbed.keys() == {f"{name}-CS5" for name in TWO}  # the reals get the fakes' chains too
+    assert {r.perturbation for r in perturbed.values()} == {"CS:5"}
     for fake in fakes:
         original = originals[fake.original_id]
         target = VideoReader(out / original.relpath)
@@ -63,7 +66,7 @@ def test_every_method_and_blend_is_written_with_its_original(built, reals):
 
 def test_fake_equals_original_outside_the_mask_and_differs_inside(built):
     out, manifest, _ = built
-    originals = {r.video_id: r for r in manifest if r.label == 0}
+    originals = {r.video_id: r for r in manifest if r.label == 0 and r.perturbation is None}
     for fake in manifest.filter(label=1, perturbation=None):
         fake_frames = _frames(out / fake.relpath)
         real = _frames(out / originals[fake.original_id].relpath)
@@ -96,7 +99,8 @@ def test_provenance_sheets_and_toolkit_index(built):
     provenance = json.loads((out / "provenance" / f"{fake.video_id}.json").read_text())
     assert provenance["method"] == "swap" and provenance["blend"] == "rct"
     assert provenance["target"]["video_id"] == fake.original_id
-    assert provenance["manipulated_frames"] == fake.frames
+    assert provenance["manipulated_frames"] == fake.manipulated_frames == fake.frames
+    assert fake.coverage == provenance["coverage"] == 1.0 and fake.frames_exact
     assert provenance["tool"].startswith("dftoolkit ")
     sheet = out / "sheets" / f"{fake.video_id}.png"
     assert sheet.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -109,7 +113,7 @@ def test_rerun_skips_finished_fakes_and_redoes_lost_ones(built, reals):
     (out / lost.relpath).unlink()
     report = BuildReport(out)
     again = build_dataset(reals, out, **BUILD, workers=1, report=report)
-    assert report.made == 1 and report.skipped_done == len(manifest.filter(label=1)) - 1
+    assert report.made == 1 and report.skipped_done == len(manifest) - 1
     assert sorted(r.key for r in again) == sorted(r.key for r in manifest)
     assert (out / lost.relpath).is_file()
 
@@ -207,7 +211,81 @@ def test_cli_generate_lists_and_builds(reals, tmp_path):
     command = ["--quiet", "generate", str(path), "--out", str(tmp_path / "c"), "--methods", "swap"]
     result = runner.invoke(app, [*command, "--blends", "feather", "--workers", "1", "--sheets"])
     assert result.exit_code == 0, result.output
-    assert "2 fake(s) made" in result.stdout
+    assert "2 fake(s) and 2 real(s) made" in result.stdout
     assert len(list((tmp_path / "c" / "sheets").glob("*.png"))) == 2
     bad = runner.invoke(app, ["generate", str(path), "--out", str(tmp_path / "d"), "--set", "oops"])
     assert bad.exit_code == 2 and "NAME.OPTION=VALUE" in bad.output
+
+
+# -- honesty: coverage and one encoding for both classes ---------------------------------------------
+
+
+def test_fake_under_min_coverage_is_not_written_and_says_why(samples_manifest, tmp_path):
+    """Issue 11, fault 1: carphone_distorted (heavily compressed) shows a findable face in very few
+    frames; a swap onto it was a video labelled fake whose frames were nearly all real."""
+    reals = samples_manifest.filter(lambda r: r.video_id in ("carphone_distorted", "jesper_webcam"))
+    report = BuildReport(tmp_path / "gated")
+    manifest = build_dataset(
+        reals, tmp_path / "gated", methods=["swap"], blends=["naive"], workers=1, report=report
+    )
+    reason = report.not_made["swap/carphone_distorted_jesper_webcam"]
+    assert "of the target's 120 frames" in reason and "min_coverage 0.9" in reason
+    assert not (
+        tmp_path / "gated" / "videos" / "swap" / "naive" / "swap-naive-carphone_distorted_jesper_webcam.mp4"
+    ).exists()
+    assert not (tmp_path / "gated" / "masks" / "swap" / "carphone_distorted_jesper_webcam.mp4").exists()
+    for fake in manifest.filter(label=1):
+        masks = _frames(tmp_path / "gated" / fake.mask_relpath)[..., 0]
+        manipulated = int((masks > 127).any(axis=(1, 2)).sum())
+        assert fake.manipulated_frames == manipulated and fake.coverage == manipulated / fake.frames >= 0.9
+    assert {r.video_id for r in manifest.filter(label=0)} == {"jesper_webcam"}  # only originals of fakes
+
+    # with the gate off, the same fake is made and its measured coverage is the low one
+    report = BuildReport(tmp_path / "open")
+    opened = build_dataset(
+        reals,
+        tmp_path / "open",
+        methods=["swap"],
+        blends=["naive"],
+        min_coverage=0.0,
+        workers=1,
+        report=report,
+    )
+    (low,) = opened.filter(label=1, original_id="carphone_distorted")
+    masks = _frames(tmp_path / "open" / low.mask_relpath)[..., 0]
+    assert low.manipulated_frames == int((masks > 127).any(axis=(1, 2)).sum()) < 0.9 * low.frames
+    with pytest.raises(ValueError, match="min_coverage"):
+        build_dataset(reals, tmp_path / "bad", methods=["swap"], min_coverage=1.5)
+
+
+def test_reals_and_fakes_share_one_encoding_read_back_from_the_files(reals, tmp_path):
+    """Issue 11, fault 2: perturbed fakes were lossless RGB 4:4:4 while the provenance said crf 18,
+    and the reals kept their source codecs (MJPEG in AVI, H.264 in MP4)."""
+    from dftoolkit.video import probe_encoding
+
+    out = tmp_path / "c"
+    manifest = build_dataset(
+        reals, out, methods=["swap"], blends=["feather"], perturbations=[None, "random"], seed=1, workers=1
+    )
+    assert sorted(r.label for r in manifest) == [0, 0, 0, 0, 1, 1, 1, 1]
+    seen = set()
+    for record in manifest:
+        encoding = probe_encoding(out / record.relpath)
+        seen.add((encoding.container, encoding.codec, encoding.pix_fmt, encoding.crf, encoding.qp))
+        provenance = json.loads((out / "provenance" / f"{record.video_id}.json").read_text())
+        assert provenance["encoding"]["crf"] == encoding.crf == 18.0 and record.compression == "crf18"
+        assert provenance["encoding"]["pix_fmt"] == encoding.pix_fmt
+        assert provenance["record"] == record.to_dict() and record.frames_exact
+    assert seen == {("mov,mp4,m4a,3gp,3g2,mj2", "h264", "yuv420p", 18.0, None)}
+    perturbed = {r.label: r.perturbation for r in manifest if r.perturbation}
+    assert set(perturbed) == {0, 1}  # both classes carry random chains
+    for record in manifest.filter(lambda r: r.perturbation is not None):
+        assert record.video_id.endswith("-rand1") and ":" in record.perturbation
+
+    linked = build_dataset(
+        reals, tmp_path / "l", methods=["swap"], blends=["feather"], originals="link", workers=1
+    )
+    for original in linked.filter(label=0):
+        assert (tmp_path / "l" / original.relpath).samefile(
+            reals.path_of(reals.filter(video_id=original.video_id)[0])
+        )

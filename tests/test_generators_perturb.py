@@ -17,6 +17,7 @@ from dftoolkit.generators.perturb import (
     PERTURBATIONS,
     RANDOM_TYPES,
     Chain,
+    PerturbingWriter,
     Step,
     block_count,
     block_wise,
@@ -313,6 +314,46 @@ def test_perturb_video_is_deterministic_for_a_seed(sample, tmp_path):
     assert np.array_equal(_decode(tmp_path / "r1.mp4"), _decode(tmp_path / "explicit.mp4"))
     other = random_chain(np.random.default_rng(np.random.SeedSequence(4).spawn(1)[0]), 2)
     assert perturb_video(src, tmp_path / "r3.mp4", "random", seed=4, mix=2) == str(other) != random_a
+
+
+@pytest.mark.parametrize("chain", ["BW:2 VC:1 GNC:1", "GB:3 c40", "CS:2"])
+def test_perturbing_writer_streams_what_perturb_video_writes(sample, tmp_path, chain):
+    """Frames written one at a time through the chain (encode steps as round trips) and stored once
+    equal perturb_video's lossless output for the same seed; its scratch files are removed."""
+    src = sample("jesper_webcam")
+    reference = tmp_path / "reference.mp4"
+    if chain.endswith("c40"):  # perturb_video stores the final encode step as the file itself
+        perturb_video(src, tmp_path / "steps.mp4", chain.removesuffix(" c40"), seed=5)
+        perturb_video(tmp_path / "steps.mp4", reference, "c40", seed=5)
+    else:
+        perturb_video(src, reference, chain, seed=5)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    sink = VideoWriter(tmp_path / "streamed.mp4", fps=15, lossless=True)
+    with sink, PerturbingWriter(chain, sink, fps=15, seed=5, folder=scratch) as writer:
+        for frame in _decode(src):
+            writer.write(frame)
+    assert np.array_equal(_decode(tmp_path / "streamed.mp4"), _decode(reference))
+    assert not any(scratch.iterdir())
+
+
+class _ListSink(list):
+    def write(self, frame: np.ndarray) -> None:
+        self.append(frame)
+
+
+def test_perturbing_writer_discards_its_scratch_file_on_error(sample, tmp_path):
+    sink = _ListSink()
+    writer = PerturbingWriter("CS:1 VC:1", sink, fps=15, seed=0, folder=tmp_path)
+    with pytest.raises(RuntimeError, match="boom"), writer:
+        for frame in _decode(sample("jesper_webcam"))[:5]:
+            writer.write(frame)
+        assert len(list(tmp_path.iterdir())) >= 1  # the encode step's file is being written
+        raise RuntimeError("boom")
+    assert not sink and not any(tmp_path.iterdir())
+    with PerturbingWriter("CS:1", sink, fps=15, seed=0, folder=tmp_path) as writer:  # no encode step:
+        writer.write(_decode(sample("jesper_webcam"))[0])  # frames reach the sink as they come
+        assert len(sink) == 1
 
 
 def test_odd_sizes_and_crf(sample, tmp_path):

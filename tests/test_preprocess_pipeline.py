@@ -178,3 +178,26 @@ def test_ray_engine_gives_the_local_result(corpus, tmp_path):
         assert np.array_equal(
             cv2.imread(str(local.path(path_a))), cv2.imread(str(ray_run.store.path(path_b)))
         )
+
+
+def test_frame_table_says_which_frames_of_a_fake_are_manipulated(corpus, tmp_path):
+    """Issue 11: a frame detector must never see a real frame labelled fake. The fake's mask is empty
+    in every third frame; a fake without a mask is unknown (None); every frame of a real is False."""
+    root = corpus.roots["t"]
+    masks = VideoReader(root / "fake" / "carphone_fake_mask.mp4").read(range(120))
+    masks[::3] = 0
+    with VideoWriter(root / "fake" / "partial_mask.mp4", fps=29.97, lossless=True) as writer:
+        writer.write_many(masks)
+    fake = corpus.filter(video_id="carphone_fake")[0]
+    records = [
+        corpus.filter(video_id="carphone")[0],
+        fake.replace(video_id="partial", mask_relpath="fake/partial_mask.mp4"),
+        fake.replace(video_id="maskless", mask_relpath=None),
+    ]
+    preprocess(Manifest(records, root=root), tmp_path / "store", PreprocessConfig(frames=9), workers=1)
+    table = FaceStore(tmp_path / "store").frames().set_index("video_id")
+    partial = table.loc["partial"]
+    assert partial["manipulated"].tolist() == (partial["frame_index"] % 3 != 0).tolist()
+    assert (partial["frame_index"] % 3 == 0).any() and (partial["frame_index"] % 3 != 0).any()
+    assert table.loc["carphone", "manipulated"].tolist() == [False] * 9
+    assert table.loc["maskless", "manipulated"].isna().all()

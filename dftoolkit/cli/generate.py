@@ -62,8 +62,20 @@ def generate(
     ),
     seed: int = typer.Option(0, help="Seed of the pairs and every random choice."),
     per_target: int = typer.Option(1, min=1, help="Sources per target when pairs are drawn."),
-    crf: int = typer.Option(18, min=0, max=51, help="H.264 crf of the fakes."),
-    lossless: bool = typer.Option(False, "--lossless", help="Write the fakes lossless (ignores --crf)."),
+    crf: int = typer.Option(18, min=0, max=51, help="H.264 crf of every video written, reals and fakes."),
+    lossless: bool = typer.Option(False, "--lossless", help="Write every video lossless (ignores --crf)."),
+    min_coverage: float = typer.Option(
+        0.9,
+        min=0.0,
+        max=1.0,
+        help="Least fraction of a fake's frames its mask must cover; others are not made.",
+    ),
+    originals: str = typer.Option(
+        "encode", help="encode: the originals through the fakes' encoder; link: keep the source files."
+    ),
+    perturb_reals: bool = typer.Option(
+        True, "--perturb-reals/--no-perturb-reals", help="Also write perturbed copies of the reals."
+    ),
     store: Path = typer.Option(None, help="FaceStore whose full-video landmarks to reuse."),
     backend: str = typer.Option("mediapipe", help="Face backend for the face tracks."),
     name: str = typer.Option("srdf", help="Dataset name of the records."),
@@ -102,6 +114,9 @@ def generate(
             method_options={k: v for k, v in options.items() if k not in BLENDS},
             blend_options={k: v for k, v in options.items() if k in BLENDS},
             crf=None if lossless else crf,
+            min_coverage=min_coverage,
+            originals=originals,
+            perturb_reals=perturb_reals,
             store=store,
             backend=backend,
             workers=workers or None,
@@ -111,8 +126,9 @@ def generate(
     except (ValueError, KeyError, FileNotFoundError) as err:
         fail(err)
     console.print(
-        f"{report.made} fake(s) made, {report.skipped_done} already done, {len(report.failed)} failed, "
-        f"{len(report.not_made)} not made; {report.frames} frames in {report.seconds:.1f} s"
+        f"{report.made} fake(s) and {report.reals} real(s) made, {report.skipped_done} already done, "
+        f"{len(report.failed)} failed, {len(report.not_made)} not made; "
+        f"{report.frames} frames in {report.seconds:.1f} s"
     )
     for key, error in report.failed.items():
         console.print(f"[red]failed[/red] {key}: {error.strip().splitlines()[-1]}")

@@ -115,7 +115,8 @@ class RunReport:
 def _mask_boxes(
     mask_path: Path | None, indices: np.ndarray
 ) -> tuple[np.ndarray | None, list[np.ndarray | None]]:
-    """Bounding boxes ``(N, 4)`` (NaN rows where empty) and the mask frames of a corpus mask video."""
+    """Bounding boxes ``(N, 4)`` (NaN rows where empty) and the mask frames (0/255, pixels above 127)
+    of a corpus mask video."""
     if mask_path is None or not mask_path.is_file():
         return None, [None] * len(indices)
     partial = VideoReader(mask_path).read_partial(indices)
@@ -193,6 +194,10 @@ def process_video(
     decoded = dict(zip(partial.indices.tolist(), partial.frames, strict=True))
     frames = [decoded.get(i) for i in indices.tolist()]
     mask_boxes, mask_frames = _mask_boxes(mask_path, indices)
+    if record.label == 0:
+        manipulated: list[bool | None] = [False] * len(indices)
+    else:  # a fake's frame is manipulated where its mask is not empty; unknown without a mask
+        manipulated = [None if m is None else bool(m.any()) for m in mask_frames]
 
     reused = (
         _original_track(store, record, indices)
@@ -264,6 +269,7 @@ def process_video(
         crops=crops,
         masks=masks,
         matrices=matrices,
+        manipulated=manipulated,
     )
 
 
@@ -287,6 +293,7 @@ def _failed_video(record: VideoRecord, config: PreprocessConfig, status: str, re
         crops=nothing,
         masks={kind: [None] for kind in config.crops},
         matrices={kind: np.full((1, 2, 3), np.nan, np.float32) for kind in config.crops},
+        manipulated=[False if record.label == 0 else None],
     )
 
 

@@ -29,6 +29,8 @@ Frame table (``frames.parquet``; :meth:`FaceStore.frames` concatenates all video
     score             float32 detection score, NaN when none
     box               4 float32 ``x0, y0, x1, y1`` pixels of the original frame, or None
     landmarks         136 float32: 68 ``x, y`` pixels of the original frame (iBUG order), or None
+    manipulated       bool: the frame is manipulated (its corpus mask has a pixel above 127); False
+                      for every frame of a real video; None when unknown (a fake without a mask)
     crop_path_<kind>  POSIX path of the crop relative to the store root, or None
     mask_path_<kind>  POSIX path of the mask relative to the store root, or None
     matrix_<kind>     6 float32: the 2x3 affine map from frame pixels to crop pixels, or None
@@ -102,6 +104,7 @@ _BASE_SCHEMA = pa.schema(
         ("score", pa.float32()),
         ("box", pa.list_(pa.float32(), 4)),
         ("landmarks", pa.list_(pa.float32(), 136)),
+        ("manipulated", pa.bool_()),
     ]
 )
 
@@ -159,6 +162,8 @@ class VideoFaces:
         masks: kind (one of ``crops``) -> N ``(S, S)`` uint8 masks (0/255) or None; None on non-ok frames.
         matrices: kind (one of ``crops``) -> ``(N, 2, 3)`` float32 frame-to-crop affine maps, NaN rows
             when none.
+        manipulated: N entries, whether each frame is manipulated (False for reals; None: unknown,
+            e.g. a fake without a mask video); default all None.
     """
 
     dataset: str
@@ -173,6 +178,7 @@ class VideoFaces:
     crops: dict[str, list[np.ndarray | None]] = field(default_factory=dict)
     masks: dict[str, list[np.ndarray | None]] = field(default_factory=dict)
     matrices: dict[str, np.ndarray] = field(default_factory=dict)
+    manipulated: list[bool | None] | None = None
 
     def __post_init__(self) -> None:
         _check_name("dataset", self.dataset)
@@ -188,7 +194,8 @@ class VideoFaces:
         if n and (indices[0] < -1 or np.any(np.diff(indices) <= 0)):
             raise ValueError(f"{where}: frame_indices must be >= -1 and strictly increasing")
         self.status, self.reason = list(self.status), list(self.reason)
-        for name in ("status", "reason"):
+        self.manipulated = [None] * n if self.manipulated is None else list(self.manipulated)
+        for name in ("status", "reason", "manipulated"):
             if len(getattr(self, name)) != n:
                 raise ValueError(f"{where}: {name} has {len(getattr(self, name))} entries for {n} frames")
         self.face_index = _array(where, "face_index", self.face_index, (n,), np.int64)
@@ -316,6 +323,7 @@ def _frame_table(result: VideoFaces, paths: dict[str, list[str | None]]) -> pa.T
         "score": result.scores,
         "box": _rows(result.boxes),
         "landmarks": _rows(result.landmarks),
+        "manipulated": result.manipulated,
     }
     columns = {f.name: pa.array(values[f.name], f.type) for f in _BASE_SCHEMA}
     for kind in sorted(result.crops):

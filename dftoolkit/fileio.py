@@ -1,4 +1,4 @@
-"""Atomic file writes and content hashes.
+"""Atomic file writes, content hashes and file identities.
 
 Every file the toolkit writes goes through :func:`atomic_path`: the data lands in a temporary
 file beside the destination and is renamed over it only when complete, so an interrupted run
@@ -12,10 +12,18 @@ import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-__all__ = ["atomic_dir", "atomic_path", "atomic_write_bytes", "atomic_write_text", "sha256_file"]
+__all__ = [
+    "atomic_dir",
+    "atomic_path",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "file_identities",
+    "sha256_file",
+]
 
 
 def _default_mode() -> int:
@@ -80,3 +88,31 @@ def sha256_file(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -> str:
         while chunk := fh.read(chunk_size):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def file_identities(paths: Iterable[str]) -> dict[str, tuple]:
+    """Path -> a token equal for paths to one file or to identical copies.
+
+    ``("inode", st_dev, st_ino)``; ``("sha256", hex digest)`` for files that share their size with
+    a file of another inode (only those are read); ``("path", path)`` when it cannot be stat'ed.
+    """
+    ids: dict[str, tuple] = {}
+    stats = {}
+    for path in paths:
+        try:
+            stats[path] = os.stat(path)
+        except OSError:
+            ids[path] = ("path", path)
+    inodes_of_size = defaultdict(set)
+    for stat in stats.values():
+        inodes_of_size[stat.st_size].add((stat.st_dev, stat.st_ino))
+    digests: dict[tuple[int, int], str] = {}
+    for path, stat in stats.items():
+        inode = (stat.st_dev, stat.st_ino)
+        if len(inodes_of_size[stat.st_size]) == 1:
+            ids[path] = ("inode", *inode)
+        else:
+            if inode not in digests:
+                digests[inode] = sha256_file(path)
+            ids[path] = ("sha256", digests[inode])
+    return ids

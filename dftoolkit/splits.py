@@ -51,6 +51,7 @@ __all__ = [
     "check_leaks",
     "cross_dataset_split",
     "grouped_split",
+    "linked_rows",
     "split_summary",
 ]
 
@@ -85,14 +86,17 @@ class Leak:
     video_ids: tuple[tuple[str, str], ...]
 
 
-def _groups(
+def linked_rows(
     records: Sequence[VideoRecord],
     roots: Mapping[str, Path],
     *,
     identities: bool,
     originals: bool,
 ) -> dict[tuple[str, str], list[int]]:
-    """(kind, key) -> row numbers of the records sharing that key; files are always grouped."""
+    """The links that tie records together: ``(kind, key) -> row numbers`` of the records sharing
+    that key. Kinds: ``duplicate`` (one file, always), ``identity`` (a target or source identity,
+    with ``identities``), ``original`` (a fake and the real it was made from, with ``originals``).
+    Records linked directly or through others must stay on one side of a split (or CV fold)."""
     groups: dict[tuple[str, str], list[int]] = defaultdict(list)
     row_of = {r.key: i for i, r in enumerate(records)}
     reals_by_id: dict[str, list[int]] = defaultdict(list)
@@ -135,7 +139,7 @@ def check_leaks(manifest: Manifest, *, identities: bool = True, originals: bool 
     """
     records = manifest.records
     leaks = []
-    groups = _groups(records, manifest.roots, identities=identities, originals=originals)
+    groups = linked_rows(records, manifest.roots, identities=identities, originals=originals)
     for (kind, key), members in groups.items():
         by_split: dict[str, list[tuple[str, str]]] = defaultdict(list)
         for i in members:
@@ -161,7 +165,7 @@ def _components(manifest: Manifest, by: Sequence[str]) -> list[list[int]]:
             i = parent[i]
         return i
 
-    groups = _groups(
+    groups = linked_rows(
         manifest.records, manifest.roots, identities="identity" in by, originals="original" in by
     )
     for members in groups.values():

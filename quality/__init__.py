@@ -1,9 +1,11 @@
 """Dataset quality: Mask-SSIM, perceptual distance and LPIPS, E_warp, feature-space spreads, identity
-and expression fidelity, landmark jitter, and the report that puts datasets side by side.
+and expression fidelity, landmark jitter, the report that puts datasets side by side, and the shortcut
+audit (can cheap nuisance features tell the reals from the fakes?).
 
->>> from dftoolkit.quality import mask_ssim, perceptual_distance, ewarp, feature_spread, quality_report
+>>> from dftoolkit.quality import mask_ssim, perceptual_distance, ewarp, feature_spread, quality_report, audit
 """
 
+from dftoolkit.quality.audit import AuditReport, audit
 from dftoolkit.quality.backbones import BackboneInfo, image_features, load_backbone, resolve_backbone
 from dftoolkit.quality.ewarp import ewarp, ewarp_pairs, video_ewarp
 from dftoolkit.quality.expression import expression_error, expression_fidelity
@@ -20,12 +22,14 @@ __all__ = [
     "LPIPS",
     "METRICS",
     "PROTOCOLS",
+    "AuditReport",
     "BackboneInfo",
     "FaceEmbedder",
     "Perceptual",
     "QualityConfig",
     "QualityReport",
     "SpreadStats",
+    "audit",
     "estimate_flow",
     "ewarp",
     "ewarp_pairs",

@@ -11,19 +11,29 @@ A failure is recorded per video and metric, with its reason, and cached like a s
 - ``ewarp``: every video, its first ``temporal_frames`` consecutive frames resized to ``size`` x
   ``size``; the flow of a fake comes from its original (as in the reference code), a real's from
   itself.
-- ``tsne``: the middle frame of every video, the face found by the default face backend, cropped
-  (box enlarged 1.3x) to 224, ImageNet features; a video without a face there is listed with the
-  reason, not scored.
+- ``tsne``: up to 8 frames of every video, evenly spread over those of its ``frames`` sampled frames
+  where the default face backend finds a face; the largest face cropped (box enlarged 1.3x) to 224,
+  ImageNet features, averaged: one point per video (a video's frames are near-duplicates, so
+  per-frame points would make the overlap and silhouette measure within-video similarity). A video
+  without a face in any sampled frame is listed with the reason, not scored.
 - ``identity`` (swaps): cosine of the fake's dlib face identity to its source's and to its target's
   (:mod:`dftoolkit.quality.identity`), over ``frames`` frames of each video.
 - ``expression`` (reenactments): landmark-motion error of the fake against its driver and its
   target (:mod:`dftoolkit.quality.expression`), over ``frames`` frames.
 - ``jitter``: landmark jitter of the main face over the first ``temporal_frames`` frames of every
   video (:mod:`dftoolkit.quality.temporal`); NaN when no 3 consecutive frames have a face.
+- ``audit``: the shortcut audit (:mod:`dftoolkit.quality.audit`) of all the sources' videos,
+  metadata features (not cached: it reads file headers only); ``audit.json``, ``audit.md`` and
+  ``audit.png`` beside the report, and a section of it.
 
 A fake's original is the real video of the same dataset whose ``video_id`` is its ``original_id``;
 its source is the real video of that dataset whose identity (``target_id``, else ``video_id``) is
 its ``source_id``. Whether a method swaps or reenacts comes from :func:`method_kind`.
+
+A video given twice (e.g. a generated corpus's ``originals/``, hard links to or copies of reals
+also given) is scored once, under the first source given: the other row shows the same scores,
+``skipped`` says which video it repeats and why, and the t-SNE draws it once. Re-encoded copies
+are different videos and are scored on their own.
 
 Metrics whose weights are missing (no VGG-16 / AlexNet in ``$TORCH_HOME``, no face-recognition model)
 are not computed and the report says why; the perceptual and t-SNE features fall back to the
@@ -45,13 +55,13 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 import pandas as pd
 
-from dftoolkit.fileio import atomic_write_text
+from dftoolkit.fileio import atomic_write_text, file_identities
 from dftoolkit.manifest import Manifest
 from dftoolkit.preprocess.geometry import box_matrix, warp
 from dftoolkit.progress import progress
@@ -60,6 +70,10 @@ from dftoolkit.records import VideoRecord
 from dftoolkit.registry import Registry
 from dftoolkit.video import VideoReader, sample_indices
 from dftoolkit.workers import run_phases
+
+if TYPE_CHECKING:
+    from dftoolkit.quality.audit import AuditReport
+    from dftoolkit.quality.backbones import BackboneInfo
 
 __all__ = [
     "METRICS",
@@ -73,8 +87,10 @@ __all__ = [
     "quality_report",
 ]
 
-METRICS = ("mask-ssim", "perceptual", "lpips", "ewarp", "tsne", "identity", "expression", "jitter")
-"""Every metric :func:`quality_report` computes, in report order (:data:`QUALITY_METRICS` describes each)."""
+METRICS = ("mask-ssim", "perceptual", "lpips", "ewarp", "tsne", "identity", "expression", "jitter", "audit")
+"""Every metric :func:`quality_report` computes, in report order (:data:`QUALITY_METRICS` describes each
+per-video one; ``audit`` is the shortcut audit of :mod:`dftoolkit.quality.audit`, metadata features)."""
+_TSNE_FRAMES = 8  # face frames averaged per video for the t-SNE; part of the cache key
 
 
 @dataclass(frozen=True)
@@ -190,9 +206,11 @@ class QualityReport:
         spread: :meth:`~dftoolkit.quality.spread.SpreadStats.to_dict` of the t-SNE features.
         backbones: per deep metric, the :class:`~dftoolkit.quality.backbones.BackboneInfo` used.
         unavailable: metrics not computed at all, and why (e.g. missing weights).
-        skipped: ``"dataset/video_id"`` -> why a score of that video is missing.
+        skipped: ``"dataset/video_id"`` -> why a score of that video is missing, or which video
+            it repeats (scored once, under the first source given).
         files: name -> path of every file written.
         cached: videos whose scores came from the cache (not recomputed).
+        audit: the shortcut audit (metric ``audit``), else None.
     """
 
     out_dir: Path
@@ -205,6 +223,7 @@ class QualityReport:
     skipped: dict[str, str] = field(default_factory=dict)
     files: dict[str, Path] = field(default_factory=dict)
     cached: int = 0
+    audit: AuditReport | None = None
 
 
 def load_sources(sources: Sequence[Manifest | str | os.PathLike[str]]) -> Manifest:
@@ -300,7 +319,8 @@ def _face_recognition_model() -> str:
 
 def _cache_key(config: QualityConfig, resolved: dict[str, Any]) -> str:
     weights = {metric: getattr(value, "sha256", value) for metric, value in resolved.items()}
-    text = json.dumps({"config": asdict(config), "weights": weights}, sort_keys=True, default=str)
+    settings = {"config": asdict(config), "weights": weights, "tsne_frames": _TSNE_FRAMES}
+    text = json.dumps(settings, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -438,18 +458,27 @@ def _ewarp(job: dict[str, Any], config: QualityConfig) -> dict[str, Any]:
 
 
 def _features(job: dict[str, Any], config: QualityConfig) -> dict[str, Any]:
-    """ImageNet features of the face in the middle sampled frame (an error when there is none)."""
+    """Mean ImageNet feature of the largest face in up to ``_TSNE_FRAMES`` sampled frames.
+
+    The frames are evenly spread over the sampled frames with a face (each decoded once, shared
+    with the other scorers); an error when none has one. Returns ``features``, the ``(D,)`` mean,
+    and ``feature_frames``, the frame indices it averages.
+    """
     from dftoolkit.quality.backbones import image_features
 
     indices = _sampled(job["path"], config)
-    middle = int(indices[len(indices) // 2])
-    frame = _read(job["path"], [middle])
-    faces = _model("cascade").detect(frame[0])
-    if len(faces) == 0:
-        raise ValueError(f"no face in frame {middle} (the middle sampled frame)")
-    box = faces.boxes[int(np.argmax(np.prod(faces.boxes[:, 2:] - faces.boxes[:, :2], axis=1)))]
-    crop = warp(frame, box_matrix(box[None], 224, 1.3), 224)
-    return {"features": image_features(_to_tensor(crop), _model("features"))[0].tolist()}
+    frames = _read(job["path"], indices)
+    boxes = {}
+    for i, frame in enumerate(frames):
+        faces = _model("cascade").detect(frame)
+        if len(faces):
+            boxes[i] = faces.boxes[int(np.argmax(np.prod(faces.boxes[:, 2:] - faces.boxes[:, :2], axis=1)))]
+    if not boxes:
+        raise ValueError(f"no face in any of the {len(indices)} sampled frames")
+    chosen = np.array(list(boxes))[sample_indices(len(boxes), _TSNE_FRAMES)]
+    crops = warp(frames[chosen], box_matrix(np.stack([boxes[i] for i in chosen]), 224, 1.3), 224)
+    features = image_features(_to_tensor(crops), _model("features")).mean(dim=0)
+    return {"features": features.tolist(), "feature_frames": indices[chosen].tolist()}
 
 
 def _identity(job: dict[str, Any], config: QualityConfig) -> dict[str, Any]:
@@ -488,7 +517,11 @@ for _name, _metric, _description in (
     ("perceptual", Metric(("perceptual",), _PAIRS, _pair_scores), "ImageNet-feature MSE, fake to original"),
     ("lpips", Metric(("lpips",), _PAIRS, _pair_scores), "LPIPS v0.1, fake to original"),
     ("ewarp", Metric(("ewarp",), (), _ewarp), "warping error of consecutive frames (lower = smoother)"),
-    ("tsne", Metric((), (), _features), "ImageNet features of one face per video, t-SNE and spreads"),
+    (
+        "tsne",
+        Metric((), (), _features),
+        f"mean ImageNet face feature of up to {_TSNE_FRAMES} frames per video, t-SNE and spreads",
+    ),
     (
         "identity",
         Metric(("identity_to_source", "identity_to_target"), (), _identity),
@@ -506,7 +539,9 @@ for _name, _metric, _description in (
     ("jitter", Metric(("jitter",), (), _jitter), "landmark jitter of the main face"),
 ):
     QUALITY_METRICS.register(_name, _description)(_metric)
-PER_VIDEO = tuple(column for name in METRICS for column in QUALITY_METRICS.get(name).columns)
+PER_VIDEO = tuple(
+    column for name in METRICS if name in QUALITY_METRICS for column in QUALITY_METRICS.get(name).columns
+)
 
 
 def _score_video(job: dict[str, Any], cache: str) -> dict[str, Any]:
@@ -543,7 +578,7 @@ def _jobs(
     by_identity: dict[tuple[str, str], VideoRecord] = {}
     for record in sorted(reals.values(), key=lambda r: r.key):
         by_identity.setdefault((record.dataset, record.target_id or record.video_id), record)
-    active = [m for m in config.metrics if m not in unavailable]
+    active = [m for m in config.metrics if m not in unavailable and m in QUALITY_METRICS]
     jobs = {}
     for record in manifest:
         job: dict[str, Any] = {"key": list(record.key), "path": str(manifest.path_of(record))}
@@ -577,10 +612,13 @@ def _swaps(jobs: dict[tuple, dict[str, Any]]) -> list[tuple]:
     return [k for k, j in jobs.items() if not j.get("reenact") and "source_key" in j and "original_key" in j]
 
 
+_FILES = ("path", "original_path", "mask_path", "source_path")  # the job fields naming files it reads
+
+
 def _fingerprint(job: dict[str, Any]) -> list[list[Any]]:
     """``[name, size, mtime_ns]`` of each file a job reads: a cached score is reused only while they hold."""
     prints = []
-    for key in ("path", "original_path", "mask_path", "source_path"):
+    for key in _FILES:
         if job.get(key):
             try:
                 stat = os.stat(job[key])
@@ -588,6 +626,34 @@ def _fingerprint(job: dict[str, Any]) -> list[list[Any]]:
             except OSError:
                 prints.append([key, None, None])
     return prints
+
+
+def _duplicates(jobs: dict[tuple, dict[str, Any]]) -> dict[tuple, tuple[tuple, str]]:
+    """The jobs that read the same files as an earlier job: only the first (the first source given)
+    is scored, and it takes on their metrics.
+
+    Returns ``{duplicate key: (kept key, why)}``. Files are the same when they are one file (a hard
+    link, e.g. a generated corpus's ``originals/``, or the same path) or identical copies (see
+    :func:`~dftoolkit.fileio.file_identities`); a re-encoded copy is another video and is scored on its own.
+    """
+    ids = file_identities({job[name] for job in jobs.values() for name in _FILES if job.get(name)})
+    kept: dict[tuple, tuple] = {}
+    duplicates = {}
+    for key, job in jobs.items():
+        files = tuple(ids[job[name]] if job.get(name) else None for name in _FILES)
+        first = kept.setdefault((files, bool(job.get("reenact"))), key)
+        if first == key:
+            continue
+        target = jobs[first]
+        target["metrics"] = [m for m in METRICS if m in target["metrics"] or m in job["metrics"]]
+        if ids[job["path"]][0] == "path" or os.path.samefile(job["path"], target["path"]):
+            how = "same file: a hard link or the same path"
+        else:
+            how = "identical copy: same size and sha256"
+        name = "/".join(first)
+        why = f"the same video as {name} ({how}): scored once, as {name}; drawn once in the t-SNE"
+        duplicates[key] = (first, why)
+    return duplicates
 
 
 def quality_report(
@@ -618,8 +684,11 @@ def quality_report(
     resolved, unavailable = _resolve(config)
     cache_dir = out / "cache" / _cache_key(config, resolved)
     jobs = _jobs(manifest, config, unavailable)
+    duplicates = _duplicates(jobs)
     todo, results, hits = [], {}, 0
     for key, job in jobs.items():
+        if key in duplicates:
+            continue
         cache = cache_dir / key[0] / f"{key[1]}.json"
         cached = _read_cache(cache)
         if (
@@ -647,11 +716,25 @@ def quality_report(
         for key, result in results.items()
         for metric, why in sorted(result.get("errors", {}).items())
     }
+    for key, (first, why) in duplicates.items():
+        results[key] = results.get(first, {})
+        skipped["/".join(key)] = why
     report = _tables(out, manifest, jobs, results, config)
     report.skipped.update(skipped)
     report.unavailable = unavailable
     report.backbones = {m: asdict(v) for m, v in resolved.items() if hasattr(v, "weights_path")}
+    if "tsne" in config.metrics:
+        drawn = [r for r in manifest if r.key not in duplicates]
+        report.spread = _spread(out, drawn, results, resolved.get("tsne"), config, report)
     report.cached = hits
+    if "audit" in config.metrics:
+        from dftoolkit.quality.audit import audit
+
+        log = out / "runs" / "audit_workers.log"
+        try:
+            report.audit = audit(manifest, seed=config.seed, workers=workers, log_path=log)
+        except ValueError as err:  # no video could be probed
+            report.unavailable["audit"] = " ".join(str(err).split())
     return write_report(report, manifest, config, PER_VIDEO)
 
 
@@ -702,8 +785,6 @@ def _tables(out, manifest, jobs, results, config) -> QualityReport:
         datasets=_table(per_video, ["dataset", "kind"]),
         methods=_table(per_video[per_video.label == 1], ["dataset", "method"]),
     )
-    if "tsne" in config.metrics:
-        report.spread = _spread(out, manifest, results, config, report)
     return report
 
 
@@ -718,19 +799,29 @@ def _table(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     return table.reset_index()
 
 
-def _spread(out, manifest, results, config, report) -> dict[str, Any]:
+def _spread(
+    out: Path,
+    records: Sequence[VideoRecord],
+    results: dict[tuple, dict[str, Any]],
+    backbone: BackboneInfo | None,
+    config: QualityConfig,
+    report: QualityReport,
+) -> dict[str, Any]:
+    """Spread statistics and ``tsne.png`` of the ``records`` with features, one point per video (its
+    mean face feature); the plot's title names ``backbone`` and flags a fallback or non-ImageNet weights."""
     from dftoolkit.quality.spread import feature_spread, plot_spread, tsne_embed
 
-    keys = [r.key for r in manifest if results.get(r.key, {}).get("features")]
-    if len(keys) < 3:
-        return {"note": f"only {len(keys)} video(s) with features; t-SNE needs at least 3"}
-    by_key = {r.key: r for r in manifest}
-    features = np.array([results[k]["features"] for k in keys], np.float32)
-    labels = np.array([by_key[k].label for k in keys])
-    groups = np.array([by_key[k].dataset for k in keys])
+    scored = [r for r in records if results.get(r.key, {}).get("features")]
+    if len(scored) < 3 or backbone is None:
+        return {"note": f"only {len(scored)} video(s) with features; t-SNE needs at least 3"}
+    features = np.array([results[r.key]["features"] for r in scored], np.float32)
+    labels = np.array([r.label for r in scored])
+    groups = np.array([r.dataset for r in scored])
     embedding = tsne_embed(features, seed=config.seed)
-    plot_spread(
-        embedding, labels, groups, out / "tsne.png", title="t-SNE of face features, one frame per video"
-    )
+    flags = ["offline fallback: not the paper's ResNet-18"] if backbone.fallback else []
+    flags += [] if backbone.imagenet else ["weights NOT torchvision's ImageNet release"]
+    title = f"t-SNE of {backbone.name} face features" + (f" ({'; '.join(flags)})" if flags else "")
+    title += f"\none point per video: its mean feature over up to {_TSNE_FRAMES} face frames"
+    plot_spread(embedding, labels, groups, out / "tsne.png", title, unit="videos")
     report.files["tsne"] = out / "tsne.png"
     return feature_spread(features, labels, groups, embedding=embedding).to_dict()

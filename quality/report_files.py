@@ -19,6 +19,7 @@ import pandas as pd
 from dftoolkit import __version__
 from dftoolkit.fileio import atomic_path, atomic_write_text
 from dftoolkit.manifest import Manifest
+from dftoolkit.quality.audit import AUDIT_FILES, audit_markdown, write_audit
 from dftoolkit.sheets import contact_sheet, write_png
 from dftoolkit.video import VideoReader
 
@@ -47,6 +48,9 @@ def write_report(
         report.files["distributions"] = out / "distributions.png"
     if per_video.mask_ssim.notna().any():
         report.files["worst"] = _worst_strips(out / "worst_mask_ssim.png", manifest, per_video)
+    if report.audit is not None:
+        written = write_audit(report.audit, out).files
+        report.files.update({f"audit_{name}": path for name, path in written.items()})
     data = {
         "tool": f"dftoolkit {__version__}",
         "config": asdict(config),
@@ -56,11 +60,12 @@ def write_report(
         "methods": report.methods.to_dict(orient="records"),
         "spread": report.spread,
         "skipped": report.skipped,
+        "audit": report.audit.to_dict()["rows"] if report.audit is not None else None,
     }
     atomic_write_text(out / "report.json", json.dumps(data, indent=1, default=json_value))
     atomic_write_text(out / "report.md", _markdown(report, config))
     report.files.update({"json": out / "report.json", "markdown": out / "report.md"})
-    for name in PLOTS:  # a plot an earlier run wrote and this one did not would be stale
+    for name in (*PLOTS, *AUDIT_FILES):  # a file an earlier run wrote and this one did not would be stale
         if out / name not in report.files.values():
             (out / name).unlink(missing_ok=True)
     return report
@@ -154,6 +159,8 @@ def _markdown(report: QualityReport, config: QualityConfig) -> str:
         ]
     elif report.spread:
         lines += ["", "## Feature-space spread", "", report.spread.get("note", "")]
+    if report.audit is not None:
+        lines += ["", audit_markdown(report.audit, heading="##").rstrip("\n")]
     if report.skipped:
         lines += ["", "## Not scored", ""] + [
             f"- {key}: {why}" for key, why in sorted(report.skipped.items())

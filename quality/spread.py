@@ -1,7 +1,8 @@
 """Feature-space spreads of datasets: t-SNE embedding, spread statistics and the t-SNE plot.
 
-Protocol (M2TR, Figure 6): one (or k) frame per video, ImageNet features
-(``dftoolkit.quality.backbones``), t-SNE to 2-D, one plot per comparison coloured by dataset.
+Protocol (M2TR, Figure 6): ImageNet features (``dftoolkit.quality.backbones``) of face frames, one
+sample per video (the report uses the mean feature of up to 8 face frames of each video), t-SNE to
+2-D, one plot per comparison with a colour and a marker per (dataset, class).
 The paper does not define "spread"; :func:`feature_spread` computes the statistics below both in
 the given feature space (Euclidean distance on the features as given: L2-normalise them
 beforehand for cosine geometry) and in the 2-D t-SNE embedding. Inputs are ``features (N, D)``,
@@ -49,6 +50,7 @@ from dftoolkit.fileio import atomic_path
 
 if TYPE_CHECKING:
     import pandas as pd
+    from matplotlib.figure import Figure
 
 __all__ = [
     "SpreadRow",
@@ -60,6 +62,7 @@ __all__ = [
     "neighbour_overlap",
     "plot_spread",
     "real_fake_silhouette",
+    "spread_figure",
     "tsne_embed",
 ]
 
@@ -333,7 +336,7 @@ def feature_spread(
     """Spread statistics of ``(N, D)`` features in feature space and in their 2-D t-SNE embedding.
 
     Args:
-        features: ``(N, D)`` finite features, one row per sample (e.g. one frame per video).
+        features: ``(N, D)`` finite features, one row per sample (e.g. per video).
         labels: ``(N,)`` integer classes (0 real, 1 fake).
         groups: ``(N,)`` dataset names; with a single dataset no overlap rows are produced.
         k: neighbours per sample for the overlap.
@@ -364,22 +367,20 @@ def feature_spread(
     return SpreadStats(tuple(rows), emb, k, perplexity, used_seed)
 
 
-def plot_spread(
+def spread_figure(
     embedding: np.ndarray,
     labels: np.ndarray,
     groups: np.ndarray,
-    path: str | os.PathLike[str],
     title: str = "t-SNE of features",
     size: tuple[int, int] = (900, 700),
-) -> Path:
-    """Scatter plot of a ``(N, 2)`` embedding as a PNG of ``size = (width, height)`` pixels.
+    unit: str = "points",
+) -> Figure:
+    """Scatter plot of a ``(N, 2)`` embedding, ``size = (width, height)`` pixels at 100 dpi.
 
-    Colour = group (dataset), marker = label (``o`` real, ``^`` fake, then ``s D v P * X``), one legend
-    entry per (dataset, label). Drawn with matplotlib's Agg canvas (no global pyplot state) and
-    written atomically.
-
-    Returns:
-        ``path`` as a Path.
+    Each (dataset, label) cell has its own colour (tab10, tab20 beyond 10 cells) and its own marker
+    (``o ^ s D v P * X``), so the pair is unique for up to 40 cells; its legend entry, right of the
+    plot, reads ``"<dataset> <real|fake> (<points drawn> <unit>)"``. Uses matplotlib's Agg canvas
+    (no global pyplot state).
     """
     import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -390,31 +391,48 @@ def plot_spread(
         raise ValueError(f"embedding must be (N, 2), got {emb.shape}")
     y = _as_labels(labels, len(emb))
     g = _as_groups(groups, len(emb))
-    names, classes = np.unique(g).tolist(), np.unique(y).tolist()
+    cells = [(name, label) for name in np.unique(g).tolist() for label in np.unique(y[g == name]).tolist()]
     dpi = 100
     fig = Figure(figsize=(size[0] / dpi, size[1] / dpi), dpi=dpi)
     FigureCanvasAgg(fig)
-    ax = fig.add_axes((0.08, 0.08, 0.64, 0.84))
-    cmap = matplotlib.colormaps["tab10" if len(names) <= 10 else "tab20"]
-    for gi, name in enumerate(names):
-        colour = cmap(gi % cmap.N)
-        for label in classes:
-            mask = (g == name) & (y == label)
-            if mask.any():
-                ax.scatter(
-                    emb[mask, 0],
-                    emb[mask, 1],
-                    s=18,
-                    color=colour,
-                    marker=_MARKERS[label % len(_MARKERS)],
-                    alpha=0.8,
-                    label=f"{name} {LABEL_NAMES.get(label, f'label {label}')} ({int(mask.sum())})",
-                )
-    ax.set_title(title)
+    ax = fig.add_axes((0.1, 0.08, 0.62, 0.82))
+    cmap = matplotlib.colormaps["tab10" if len(cells) <= 10 else "tab20"]
+    for i, (name, label) in enumerate(cells):
+        mask = (g == name) & (y == label)
+        count = int(mask.sum())
+        ax.scatter(
+            emb[mask, 0],
+            emb[mask, 1],
+            s=18,
+            color=cmap(i % cmap.N),
+            marker=_MARKERS[i % len(_MARKERS)],
+            alpha=0.8,
+            label=f"{name} {LABEL_NAMES.get(label, f'label {label}')} "
+            f"({count} {unit.removesuffix('s') if count == 1 else unit})",
+        )
+    ax.set_title(title, fontsize="medium")
     ax.set_xlabel("t-SNE 1")
     ax.set_ylabel("t-SNE 2")
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small", frameon=False)
+    return fig
+
+
+def plot_spread(
+    embedding: np.ndarray,
+    labels: np.ndarray,
+    groups: np.ndarray,
+    path: str | os.PathLike[str],
+    title: str = "t-SNE of features",
+    size: tuple[int, int] = (900, 700),
+    unit: str = "points",
+) -> Path:
+    """:func:`spread_figure` written atomically as a PNG of ``size = (width, height)`` pixels.
+
+    Returns:
+        ``path`` as a Path.
+    """
+    fig = spread_figure(embedding, labels, groups, title, size, unit)
     path = Path(path)
     with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi)
+        fig.savefig(tmp, format="png", dpi=fig.dpi)
     return path

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import filecmp
+import inspect
 import json
+import os
 import shutil
+from typing import Any
 
 import cv2
 import numpy as np
@@ -13,6 +17,9 @@ from typer.testing import CliRunner
 from dftoolkit.cli import app
 from dftoolkit.manifest import Manifest
 from dftoolkit.quality import QualityConfig, method_kind, quality_report
+from dftoolkit.quality import spread as spread_module
+from dftoolkit.records import VideoRecord
+from dftoolkit.video import VideoReader, VideoWriter, sample_indices
 
 PNG = b"\x89PNG\r\n\x1a\n"
 FAST = QualityConfig(frames=6, temporal_frames=8, size=128)
@@ -52,7 +59,32 @@ def _valid_png(path) -> bool:
     return path.read_bytes()[:8] == PNG and cv2.imread(str(path)) is not None
 
 
-def test_report_files_and_tables(report, fakes):
+def _repeated(reals, fakes) -> set[str]:
+    """The corpus's originals that are the reals' own files (links or copies): scored once, as samples/."""
+    corpus = Manifest.read_parquet(fakes / "manifest.parquet")
+    paths = {r.video_id: reals.path_of(r) for r in reals}
+    return {
+        f"srdf/{r.video_id}"
+        for r in corpus
+        if r.video_id in paths and filecmp.cmp(corpus.path_of(r), paths[r.video_id], shallow=False)
+    }
+
+
+@pytest.fixture
+def plotted(monkeypatch) -> list[dict[str, Any]]:
+    """The arguments, by name, of every ``plot_spread`` call (it still draws)."""
+    calls = []
+    draw = spread_module.plot_spread
+
+    def record(*args, **kwargs):
+        calls.append(inspect.signature(draw).bind(*args, **kwargs).arguments)
+        return draw(*args, **kwargs)
+
+    monkeypatch.setattr(spread_module, "plot_spread", record)
+    return calls
+
+
+def test_report_files_and_tables(report, reals, fakes):
     out = report.out_dir
     for name in (
         "report.json",
@@ -76,7 +108,7 @@ def test_report_files_and_tables(report, fakes):
     written = json.loads((out / "report.json").read_text())
     assert len(written["datasets"]) == 3 and len(written["methods"]) == 2
     assert len(report.per_video) == len(Manifest.read_parquet(fakes / "manifest.parquet")) + 2
-    assert not report.skipped, report.skipped
+    assert set(report.skipped) == _repeated(reals, fakes), report.skipped  # no failures
 
 
 def test_scores_land_where_they_apply(report):
@@ -108,7 +140,7 @@ def test_missing_weights_are_reported_not_faked(report):
 
 
 def test_rerun_reads_the_cache(report, reals, fakes, no_torch_weights):
-    n = len(report.per_video)
+    n = len(report.per_video) - len(_repeated(reals, fakes))  # videos scored
     cache = sorted((report.out_dir / "cache").rglob("*.json"))
     assert len(cache) == n
     cache[0].unlink()
@@ -185,7 +217,7 @@ def test_sources_can_be_a_facestore(reals, tmp_path):
         load_sources([tmp_path])
 
 
-def test_weight_files_by_path_are_used_and_reported(fakes, no_torch_weights, tmp_path):
+def test_weight_files_by_path_are_used_and_reported(fakes, no_torch_weights, plotted, tmp_path):
     """Random (not ImageNet) ResNet-18 and RAFT weights given as files: used, and reported as such."""
     import torch
     import torchvision
@@ -205,6 +237,10 @@ def test_weight_files_by_path_are_used_and_reported(fakes, no_torch_weights, tmp
         False,
     )
     assert "NOT torchvision's ImageNet release" in (tmp_path / "q1" / "report.md").read_text()
+    # the t-SNE plot names the backbone and flags its weights
+    assert plotted[0]["title"].startswith(
+        "t-SNE of resnet18 face features (weights NOT torchvision's ImageNet release)"
+    )
     # no RAFT weights anywhere: E_warp is not computed, and the reason names the file
     assert "raft_small" in report.unavailable["ewarp"] and report.per_video.ewarp.isna().all()
 
@@ -226,3 +262,80 @@ def test_weight_options_are_checked(tmp_path):
         app, ["quality", str(tmp_path), "--out", str(tmp_path / "q"), "--weights", "vgg16"]
     )
     assert done.exit_code == 2 and "NAME=PATH" in done.output
+
+
+TSNE_FAST = QualityConfig(metrics=("tsne",), frames=10)
+
+
+@pytest.fixture(scope="module")
+def clips(sample, tmp_path_factory) -> Manifest:
+    """Dataset "clips": the first 12 frames of carphone_pristine, re-encoded: ``gap`` (fake) with its
+    middle sampled frame (of ``TSNE_FAST.frames``) black, ``blank`` (real) all black, ``whole`` (real)."""
+    root = tmp_path_factory.mktemp("clips")
+    frames = VideoReader(sample("carphone_pristine")).read(np.arange(12))
+    gap = frames.copy()
+    gap[sample_indices(12, TSNE_FAST.frames)[TSNE_FAST.frames // 2]] = 0
+    records = []
+    for name, label, video in (("gap", 1, gap), ("blank", 0, np.zeros_like(frames)), ("whole", 0, frames)):
+        with VideoWriter(root / f"{name}.mp4") as writer:
+            writer.write_many(video)
+        records.append(VideoRecord("clips", name, f"{name}.mp4", label))
+    return Manifest(records, root=root)
+
+
+def test_tsne_averages_face_frames_and_keeps_a_video_with_a_faceless_middle(
+    reals, clips, no_torch_weights, plotted, tmp_path
+):
+    """Up to 8 sampled frames with a face per video; the old protocol (the middle frame) dropped ``gap``."""
+    sources = [reals, clips.filter(lambda r: r.video_id != "whole")]
+    report = quality_report(sources, tmp_path, TSNE_FAST, workers=1)
+    assert report.skipped == {"clips/blank": "tsne: ValueError: no face in any of the 10 sampled frames"}
+    sampled = sample_indices(12, TSNE_FAST.frames)
+    used = json.loads(next((tmp_path / "cache").rglob("gap.json")).read_text())["feature_frames"]
+    assert len(used) == 8 and set(used) < set(sampled) - {sampled[TSNE_FAST.frames // 2]}
+    assert report.spread["n_samples"] == 3  # one point per video: carphone, jesper, gap
+
+    plot = plotted[0]
+    assert plot["title"].startswith(
+        "t-SNE of mobilenet_v2 face features (offline fallback: not the paper's ResNet-18)"
+    )
+    # what plot_spread drew: the legend counts are the points of each (dataset, class)
+    path = plot.pop("path")
+    ax = spread_module.spread_figure(**plot).axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "clips fake (1 video)",
+        "samples real (2 videos)",
+    ]
+    assert [len(points.get_offsets()) for points in ax.collections] == [1, 2]
+    assert ax.get_title() == plot["title"] and _valid_png(path)
+
+
+def test_a_video_given_twice_is_scored_once(reals, clips, no_torch_weights, plotted, tmp_path):
+    """A corpus's originals that are the reals' files (hard link, copy) are scored once, as the reals;
+    a re-encoded original is another video."""
+    originals = tmp_path / "srdf" / "originals"
+    originals.mkdir(parents=True)
+    paths = {r.video_id: reals.path_of(r) for r in reals}
+    try:
+        os.link(paths["carphone_pristine"], originals / "carphone_pristine.mp4")
+    except OSError as err:
+        pytest.skip(f"no hard links from the sample cache to {tmp_path}: {err}")
+    shutil.copyfile(paths["jesper_webcam"], originals / "jesper_webcam.avi")
+    shutil.copyfile(clips.path_of(clips.filter(video_id="whole")[0]), originals / "recoded.mp4")
+    corpus = Manifest(
+        [VideoRecord("srdf", p.stem, f"originals/{p.name}", 0) for p in sorted(originals.iterdir())],
+        root=originals.parent,
+    )
+    config = QualityConfig(metrics=("ewarp", "tsne"), frames=4, temporal_frames=3, size=64)
+    report = quality_report([reals, corpus], tmp_path / "q", config, workers=1)
+
+    assert set(report.skipped) == {"srdf/carphone_pristine", "srdf/jesper_webcam"}
+    assert "samples/carphone_pristine (same file: a hard link" in report.skipped["srdf/carphone_pristine"]
+    assert "samples/jesper_webcam (identical copy" in report.skipped["srdf/jesper_webcam"]
+    assert "srdf/jesper_webcam: the same video as" in (tmp_path / "q" / "report.md").read_text()
+    assert len(list((tmp_path / "q" / "cache").rglob("*.json"))) == 3  # each file scored once
+    ewarp = report.per_video.set_index(["dataset", "video_id"]).ewarp
+    assert ewarp.notna().all()
+    assert ewarp["srdf", "carphone_pristine"] == ewarp["samples", "carphone_pristine"]
+    # the t-SNE draws each video once
+    assert sorted(plotted[0]["groups"]) == ["samples", "samples", "srdf"] and report.spread["n_samples"] == 3

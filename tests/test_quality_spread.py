@@ -160,6 +160,27 @@ def test_plot_is_a_png_of_the_requested_size(lfw_hog, tmp_path):
     assert [p.name for p in out.parent.iterdir()] == ["tsne.png"]  # no temporary file left
 
 
+def test_each_dataset_and_class_has_its_own_look_and_an_exact_count(lfw_hog):
+    from dftoolkit.quality.spread import spread_figure
+
+    embedding = tsne_embed(lfw_hog[::4], seed=0)
+    labels, groups = FACES[::4], np.where(np.arange(50) % 3 == 0, "lfw", "other")
+    fig = spread_figure(embedding, labels, groups, "LFW faces", unit="images")
+    ax = fig.axes[0]
+    cells = [(g, y) for g in ("lfw", "other") for y in (0, 1)]
+    counts = [int(((groups == g) & (labels == y)).sum()) for g, y in cells]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        f"{g} {('real', 'fake')[y]} ({n} images)" for (g, y), n in zip(cells, counts, strict=True)
+    ]
+    assert [len(points.get_offsets()) for points in ax.collections] == counts  # legend = points drawn
+    colours = {tuple(points.get_facecolor()[0]) for points in ax.collections}
+    markers = {points.get_paths()[0].vertices.tobytes() for points in ax.collections}
+    assert len(colours) == len(markers) == len(cells)
+    fig.canvas.draw()
+    assert ax.get_legend().get_window_extent().x0 > ax.get_window_extent().x1  # beside the plot
+    assert ax.get_title() == "LFW faces"
+
+
 def test_bad_inputs_raise_clear_errors(lfw_hog):
     x, groups = lfw_hog[:10], np.array(["a"] * 5 + ["b"] * 5)
     labels = np.zeros(10, np.int64)

@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "perturb",
     "harmoniser",
     "quality",
+    "audit",
     "demo",
 )
 

@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from dftoolkit.cli._render import dataframe_table, fail
+from dftoolkit.cli.audit import print_audit
 
 __all__ = ["print_report", "register"]
 
@@ -19,8 +20,9 @@ def quality(
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Report folder (created; cached scores are reused)."),
     metrics: str = typer.Option(
-        "mask-ssim,perceptual,lpips,ewarp,tsne,identity,expression,jitter",
-        help="Comma-separated: mask-ssim, perceptual, lpips, ewarp, tsne, identity, expression, jitter.",
+        "mask-ssim,perceptual,lpips,ewarp,tsne,identity,expression,jitter,audit",
+        help="Comma-separated: mask-ssim, perceptual, lpips, ewarp, tsne, identity, expression, jitter, "
+        "audit (the shortcut audit's metadata features; `dftoolkit audit --store` adds the face ones).",
     ),
     protocol: str = typer.Option("inside", help="Mask-SSIM protocol: inside or masked-image."),
     frames: int = typer.Option(
@@ -72,7 +74,8 @@ def quality(
 
 
 def print_report(console: Console, report) -> None:
-    """The per-dataset table (means), the weights used, what was not computed and the files."""
+    """The per-dataset table (means), the weights used, what was not computed, the shortcut audit and
+    the files."""
     table = report.datasets
     means = [c for c in table.columns if c.endswith("_mean") and table[c].notna().any()]
     # one row per metric, one column per dataset and class: narrow enough for a terminal
@@ -88,6 +91,8 @@ def print_report(console: Console, report) -> None:
         console.print(f"[yellow]{metric} not computed[/yellow]: {why}")
     for key, why in sorted(report.skipped.items()):
         console.print(f"[yellow]not scored[/yellow] {key}: {why}")
+    if report.audit is not None:
+        print_audit(console, report.audit)
     for name, path in report.files.items():
         console.print(f"{name}: {path}")
 

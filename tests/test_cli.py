@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -74,9 +75,16 @@ def test_demo_runs_every_stage(samples_manifest, tmp_path):
         corpus = index_corpus("toolkit", tmp_path / "srdf")
         fakes = corpus.filter(label=1)
         assert {r.method for r in fakes} == {"swap+feather", "swap+rct", "reenact+feather", "reenact+rct"}
-        assert len(fakes) == 2 * len(corpus.filter(label=0)) * 4
+        originals = corpus.filter(label=0, perturbation=None)
+        assert len(fakes) == 2 * len(originals) * 4
+        assert len(corpus.filter(label=0)) == 2 * len(originals)  # each with a perturbed copy
         assert {r.perturbation is None for r in fakes} == {True, False}
         assert len(list((tmp_path / "srdf" / "sheets").glob("*.png"))) == len(fakes.filter(perturbation=None))
+        assert all(r.coverage >= 0.9 for r in fakes)
+        # issue 11's done-when: file properties alone do not tell the built corpus's reals from its fakes
+        audit = json.loads((tmp_path / "audit" / "audit.json").read_text())
+        (everything,) = [r for r in audit["rows"] if r["scope"] == "srdf" and r["feature"] == "all metadata"]
+        assert everything["auc"] <= 0.65 and not everything["flagged"]
 
 
 def test_console_script_is_installed():

@@ -5,7 +5,9 @@ and index it through the ``folder`` loader (probing frames/fps/size); split it w
 export it; read 32 frames per video (contact sheet); preprocess the faces (every crop kind) into a
 FaceStore and show its yield table and a contact sheet of crops, landmarks and masks; build a small
 SR-DF-style corpus of fakes (swap and reenactment, two blends, clean and randomly perturbed) with a
-contact sheet per fake; score the sample corpus and the fakes side by side (the quality report).
+contact sheet per fake; audit the built corpus for label shortcuts (can the encoding, size or length
+of a file tell real from fake?); score the sample corpus and the fakes side by side (the quality
+report).
 """
 
 from __future__ import annotations
@@ -103,6 +105,7 @@ def demo(
     console.print(f"   crops, landmarks and masks of {shown}: {faces_sheet.resolve()}")
 
     if _generate(console, indexed, out / "srdf"):
+        _audit(console, out / "srdf", out / "audit")
         _quality(console, indexed, out / "srdf", out / "quality")
 
 
@@ -131,16 +134,32 @@ def _generate(console: Console, indexed, out: Path) -> bool:
         report=report,
     )
     console.print(
-        f"[bold]8. Generate[/bold] an SR-DF-style corpus: {report.made} fakes made "
-        f"({report.skipped_done} already there), {report.frames} frames in {report.seconds:.1f} s"
+        f"[bold]8. Generate[/bold] an SR-DF-style corpus: {report.made} fakes and {report.reals} reals "
+        f"made through one encoder ({report.skipped_done} already there), {report.frames} fake frames "
+        f"in {report.seconds:.1f} s"
     )
     for key, reason in {**report.failed, **report.not_made}.items():
         console.print(f"  [yellow]{key}: {reason.strip().splitlines()[-1]}[/yellow]")
-    table = corpus.to_pandas()[["video_id", "label", "method", "original_id", "perturbation"]]
-    console.print(dataframe_table(table.fillna("-"), f"{out / 'manifest.parquet'} ({len(corpus)} videos)"))
+    columns = ["video_id", "label", "method", "perturbation", "compression", "frames", "coverage"]
+    table = corpus.to_pandas()[columns].round({"coverage": 3})
+    table = table.astype(object).where(table.notna(), "-")
+    console.print(dataframe_table(table, f"{out / 'manifest.parquet'} ({len(corpus)} videos)"))
     fake = next(r for r in corpus if r.label == 1 and r.perturbation is None)
     console.print(f"   original | fake | mask | difference: {(out / 'sheets' / fake.video_id).resolve()}.png")
     return True
+
+
+def _audit(console: Console, corpus: Path, out: Path) -> None:
+    """Step 9: the shortcut audit of the built corpus alone (its reals and fakes, one encoder)."""
+    from dftoolkit.cli.audit import print_audit
+    from dftoolkit.quality.audit import audit, write_audit
+
+    report = write_audit(audit(corpus, seed=0, log_path=out / "audit_workers.log"), out)
+    console.print(
+        f"[bold]9. Shortcut audit[/bold] of {corpus}: can file properties alone tell its reals from its "
+        f"fakes? {out / 'audit.md'}"
+    )
+    print_audit(console, report)
 
 
 def _quality(console: Console, indexed, fakes: Path, out: Path) -> None:
@@ -150,10 +169,15 @@ def _quality(console: Console, indexed, fakes: Path, out: Path) -> None:
     start = time.perf_counter()
     report = quality_report([indexed, fakes], out)
     console.print(
-        f"[bold]9. Quality[/bold] of the sample corpus and the fakes side by side: "
+        f"[bold]10. Quality[/bold] of the sample corpus and the fakes side by side: "
         f"{len(report.per_video)} videos in {time.perf_counter() - start:.1f} s; {out / 'report.md'}"
     )
     print_report(console, report)
+    if report.audit is not None and "all" in report.audit.scopes:
+        console.print(
+            "   The audit's 'all' scope mixes the untouched sample files with the corpus's re-encoded "
+            "videos: what it flags is what a detector trained on that mix could learn instead of forgery."
+        )
 
 
 def register(app: typer.Typer) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import secrets
 import shutil
 import tempfile
 from collections import defaultdict
@@ -54,12 +55,32 @@ def atomic_path(dest: str | os.PathLike[str], suffix: str | None = None) -> Iter
         tmp_path.unlink(missing_ok=True)
 
 
+def _new_dir(parent: Path, prefix: str) -> Path:
+    """Create and return a new empty folder ``parent/<prefix><8 random hex>``.
+
+    Unlike ``tempfile.mkdtemp`` (always 0o700), the folder gets the mode of a plain ``mkdir``:
+    0o777 less the umask, applied by the OS (no process-wide umask juggling).
+    """
+    for _ in range(100):
+        path = parent / f"{prefix}{secrets.token_hex(4)}"
+        try:
+            path.mkdir(mode=0o777)
+        except FileExistsError:
+            continue
+        return path
+    raise FileExistsError(f"no free name {prefix}XXXXXXXX in {parent}")
+
+
 @contextlib.contextmanager
 def atomic_dir(dest: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary folder beside ``dest``; it replaces ``dest`` if the block succeeds."""
+    """Yield a temporary folder beside ``dest``; it replaces ``dest`` if the block succeeds.
+
+    The temporary folder is named ``.<dest name>.<random>`` (a leading ``.`` marks it as partial)
+    and has the mode a plain ``mkdir`` would give, so the committed folder is as readable as any.
+    """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    tmp = _new_dir(dest.parent, f".{dest.name}.")
     try:
         yield tmp
         if dest.exists():

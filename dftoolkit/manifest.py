@@ -369,7 +369,8 @@ class Manifest:
         columns are ignored, missing optional columns read as None.
 
         Raises FileNotFoundError if ``path`` does not exist and :class:`ManifestError` for a file
-        that is not Parquet, has a newer schema version, lacks required columns or has a bad row.
+        that is not Parquet, has a schema version below 1 or newer than :data:`SCHEMA_VERSION`,
+        lacks required columns or has a bad row (e.g. a ``dataset`` that is no safe file name).
         """
         path = Path(path)
         if not path.exists():
@@ -391,6 +392,8 @@ class Manifest:
             raise ManifestError(
                 f"{path}: schema version {version} is newer than this dftoolkit supports ({SCHEMA_VERSION})"
             )
+        if version < 1:
+            raise ManifestError(f"{path}: schema version {version} is not a dftoolkit version (1 or later)")
         if not isinstance(stored, dict) or not all(isinstance(v, str) for v in stored.values()):
             raise ManifestError(f"{path}: bad dftoolkit.roots metadata {stored!r}")
         columns = {}

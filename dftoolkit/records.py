@@ -9,10 +9,10 @@ from typing import Any
 
 from dftoolkit.paths import PathEscapeError, normalise_relpath
 
-__all__ = ["LABELS", "SPLITS", "RecordError", "VideoRecord"]
+__all__ = ["LABELS", "SPLITS", "RecordError", "VideoRecord", "check_name"]
 
 LABELS = {0: "real", 1: "fake"}
-_UNSAFE_ID = re.compile(r'[/\\:*?"<>|\x00-\x1f]')
+_UNSAFE_NAME = re.compile(r'[/\\:*?"<>|\x00-\x1f]')
 SPLITS = ("train", "val", "test")
 
 
@@ -20,14 +20,30 @@ class RecordError(ValueError):
     """A record field has a wrong type or value."""
 
 
+def check_name(field: str, value: object) -> None:
+    """RecordError unless ``value`` is a non-empty string usable as one file name on every OS."""
+    if not isinstance(value, str) or not value.strip():
+        raise RecordError(f"{field} must be a non-empty string, got {value!r}")
+    if _UNSAFE_NAME.search(value) or value.startswith("."):
+        raise RecordError(
+            f"{field} {value!r} must be usable as a file name on every OS "
+            '(no / \\ : * ? " < > | or control characters) and not start with "."'
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class VideoRecord:
     """One video (or frame sequence) of a corpus.
 
+    ``dataset``, ``video_id`` and ``original_id`` name output files and folders (``<dataset>/<id>``
+    in every stage's output), so each must be usable as one file name on every OS: no
+    ``/ \\ : * ? " < > |`` or control characters, and no leading ``.`` (the name of a temporary
+    folder, see :func:`~dftoolkit.fileio.atomic_dir`). A record from an untrusted manifest can
+    therefore never place a file outside a stage's output folder.
+
     Attributes:
         dataset: corpus name, e.g. ``"ffpp"``.
-        video_id: unique within ``dataset``, stable across runs, usable as a file name (it names
-            per-video output folders): no ``/ \\ : * ? " < > |``.
+        video_id: unique within ``dataset``, stable across runs.
         relpath: POSIX path relative to the corpus root, never absolute, never escaping it.
         label: 0 real, 1 fake.
         method: manipulation method (``"Deepfakes"``, ``"swap"``...); for reals the source kind or None.
@@ -35,7 +51,8 @@ class VideoRecord:
         split: ``"train"``, ``"val"``, ``"test"`` or None when not assigned.
         target_id: identity (or original video id) whose video is shown; for reals, the person.
         source_id: identity (or video id) that provides the face or expression of a fake.
-        original_id: for fakes, the ``video_id`` of the real video whose frames were modified.
+        original_id: for fakes, the ``video_id`` of the real video whose frames were modified (it is
+            looked up as a FaceStore folder).
         mask_relpath: relative path of the manipulation-mask video, when the corpus has one.
         perturbation: post-processing chain such as ``"CS:3 GB:2"``.
         frames, fps, width, height: filled by probing; None when unknown.
@@ -67,15 +84,8 @@ class VideoRecord:
     coverage: float | None = None
 
     def __post_init__(self) -> None:
-        for name in ("dataset", "video_id"):
-            value = getattr(self, name)
-            if not isinstance(value, str) or not value.strip():
-                raise RecordError(f"{name} must be a non-empty string, got {value!r}")
-        if _UNSAFE_ID.search(self.video_id) or self.video_id in (".", ".."):
-            raise RecordError(
-                f"video_id {self.video_id!r} must be usable as a file name on every OS "
-                '(no / \\ : * ? " < > | or control characters)'
-            )
+        check_name("dataset", self.dataset)
+        check_name("video_id", self.video_id)
         if isinstance(self.label, bool) or not isinstance(self.label, int) or self.label not in LABELS:
             raise RecordError(f"label must be 0 (real) or 1 (fake), got {self.label!r}")
         if self.split is not None and self.split not in SPLITS:
@@ -90,10 +100,12 @@ class VideoRecord:
                 object.__setattr__(self, name, normalise_relpath(value))
             except PathEscapeError as err:
                 raise RecordError(f"{name}: {err}") from None
-        for name in ("method", "compression", "target_id", "source_id", "original_id", "perturbation"):
+        for name in ("method", "compression", "target_id", "source_id", "perturbation"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
                 raise RecordError(f"{name} must be a string or None, got {value!r}")
+        if self.original_id is not None:
+            check_name("original_id", self.original_id)
         for name in ("frames", "width", "height", "manipulated_frames"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):

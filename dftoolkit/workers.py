@@ -1,9 +1,18 @@
-"""Process pools for per-video work: one model load per worker, phases, native chatter to a log file."""
+"""Process pools for per-video work: one model load per worker, phases, native chatter to a log file.
+
+Workers die with their parent: if the parent is killed (``kill -9``, the OOM killer) its workers do
+not go on as orphans writing into an output folder that a rerun may be cleaning.
+"""
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
+import signal
+import sys
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any, TypeVar
@@ -24,7 +33,36 @@ def redirect_stderr(log_path: str | os.PathLike[str]) -> None:
     os.close(fd)
 
 
-def _start_worker(log_path: str, initializer: Callable[..., None], initargs: tuple) -> None:
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def _die_with_parent(parent: int) -> None:
+    """End this process when its parent ``parent`` (a pid) ends, however it ends.
+
+    Linux: the kernel sends SIGKILL at the parent's death (``prctl(PR_SET_PDEATHSIG)``; strictly, when
+    the parent's thread that started this process ends: the one iterating :func:`run_phases`, which
+    outlives the pool); elsewhere, or if that call fails, a daemon thread checks every second whether
+    the parent is still there. multiprocessing's resource tracker then ends by itself: it exits when
+    the last process holding its pipe (the parent and the workers) is gone.
+    """
+    armed = False
+    if sys.platform == "linux":
+        libc = ctypes.CDLL(None, use_errno=True)
+        armed = libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
+    if not armed:
+        threading.Thread(target=_watch_parent, args=(parent,), name="parent-watchdog", daemon=True).start()
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
+
+
+def _start_worker(parent: int, log_path: str, initializer: Callable[..., None], initargs: tuple) -> None:
+    _die_with_parent(parent)
     redirect_stderr(log_path)
     initializer(*initargs)
 
@@ -45,7 +83,8 @@ def run_phases(
     did: it is advanced only after every result of the previous phase has been yielded.
     ``initializer(*initargs)`` runs once per worker (load models there).
     ``workers`` defaults to one per core; with 1, everything runs in this process (no stderr
-    redirection). Workers are spawned, not forked: the parent may hold threaded native libraries
+    redirection). Workers end when this process ends, however it ends (:func:`_die_with_parent`).
+    Workers are spawned, not forked: the parent may hold threaded native libraries
     (mediapipe, protobuf, ffmpeg) whose locks a forked child would inherit half-taken.
     """
     workers = workers or os.cpu_count() or 1
@@ -56,7 +95,8 @@ def run_phases(
                 yield fn(*args)
         return
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, context, _start_worker, (str(log_path), initializer, initargs)) as pool:
+    setup = (os.getpid(), str(log_path), initializer, initargs)
+    with ProcessPoolExecutor(workers, context, _start_worker, setup) as pool:
         for phase in phases:
             futures = [pool.submit(fn, *args) for args in phase]
             for future in as_completed(futures):

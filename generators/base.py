@@ -13,7 +13,9 @@ Any manipulation combines with any blend. Frames are ``(H, W, 3)`` uint8 RGB; ma
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -30,6 +32,7 @@ __all__ = [
     "FaceTrack",
     "Manipulation",
     "Rendered",
+    "check_options",
     "get_blend",
     "get_method",
     "list_blends",
@@ -159,6 +162,11 @@ class Manipulation(ABC):
         """The parameters of this instance (JSON-serialisable)."""
         return {}
 
+    @classmethod
+    def option_names(cls) -> list[str]:
+        """The parameters ``__init__`` takes besides the material (what ``--set NAME.OPTION`` may set)."""
+        return _keywords(cls.__init__)
+
     def close(self) -> None:  # noqa: B027 - optional hook: release models
         """Release models (optional)."""
 
@@ -180,6 +188,20 @@ class Blend(ABC):
     def params(self) -> dict[str, Any]:
         """The options of this instance (JSON-serialisable)."""
         return {}
+
+    @classmethod
+    def option_names(cls) -> list[str]:
+        """The options ``__init__`` takes (what ``--set NAME.OPTION`` may set)."""
+        return _keywords(cls.__init__)
+
+
+def _keywords(init: Callable[..., None]) -> list[str]:
+    """Names of the parameters of ``init`` that can be passed by keyword, but for the material."""
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    skip = ("self", "source", "target")
+    return [
+        p.name for p in inspect.signature(init).parameters.values() if p.kind in kinds and p.name not in skip
+    ]
 
 
 METHODS: Registry[type[Manipulation]] = Registry("manipulation method")
@@ -206,8 +228,36 @@ def get_method(name: str) -> type[Manipulation]:
 
 
 def get_blend(name: str, **options: Any) -> Blend:
-    """A new blend registered as ``name``, built with ``options``."""
-    return BLENDS.get(name)(**options)
+    """A new blend registered as ``name``, built with ``options`` (an unknown one: ValueError)."""
+    cls = BLENDS.get(name)
+    _check_options("blend", name, cls, options)
+    return cls(**options)
+
+
+def check_options(name: str, options: Mapping[str, Any]) -> None:
+    """Check, before any work, that ``name`` is a manipulation method or blend taking every option of
+    ``options``: ValueError otherwise, listing the names or options there are."""
+    if name in METHODS:
+        _check_options("manipulation method", name, METHODS.get(name), options)
+    elif name in BLENDS:
+        _check_options("blend", name, BLENDS.get(name), options)
+    else:
+        raise ValueError(
+            f"no manipulation method or blend {name!r}; methods: {', '.join(METHODS.names())}; "
+            f"blends: {', '.join(BLENDS.names())}"
+        )
+
+
+def _check_options(
+    kind: str, name: str, cls: type[Manipulation] | type[Blend], options: Mapping[str, Any]
+) -> None:
+    valid = cls.option_names()
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise ValueError(
+            f"{kind} {name!r} has no option {', '.join(map(repr, unknown))}; "
+            f"its options: {', '.join(valid) or 'none'}"
+        )
 
 
 def list_methods() -> list[tuple[str, str, str]]:

@@ -270,11 +270,7 @@ class ColourTransferBlend(Blend):
         space = entry.space if space is None else space
         if space not in SPACES:
             raise ValueError(f"space must be one of {SPACES}, got {space!r}")
-        defaults = {
-            k: p.default
-            for k, p in list(inspect.signature(entry.function).parameters.items())[2:]
-            if k != "seed"
-        }
+        defaults = _transfer_defaults(self.method)
         unknown = set(options) - set(defaults)
         if unknown:
             raise ValueError(f"{self.method} has no option(s) {sorted(unknown)}; it has {sorted(defaults)}")
@@ -297,6 +293,17 @@ class ColourTransferBlend(Blend):
     def params(self) -> dict[str, Any]:
         seed = {"seed": self.seed} if self.seeded else {}
         return {"width": self.width, "unit": self.unit, "space": self.space, **seed, **self.options}
+
+    @classmethod
+    def option_names(cls) -> list[str]:
+        """The feather and colour options, then the colour-transfer method's own."""
+        return [*super().option_names(), *_transfer_defaults(cls.method)]
+
+
+def _transfer_defaults(method: str) -> dict[str, Any]:
+    """The options of colour-transfer ``method`` (past its two inputs; not its seed) and their defaults."""
+    parameters = list(inspect.signature(COLOUR_TRANSFERS.get(method).function).parameters.items())[2:]
+    return {k: p.default for k, p in parameters if k != "seed"}
 
 
 @register_blend

@@ -50,6 +50,7 @@ from dftoolkit.fileio import atomic_path, atomic_write_text
 from dftoolkit.generators.base import FaceTrack, get_blend, get_method
 from dftoolkit.generators.material import face_patches, face_track
 from dftoolkit.generators.perturb import Chain, PerturbingWriter, resolve_chain
+from dftoolkit.locks import locks_output, remove_temporaries
 from dftoolkit.manifest import Manifest
 from dftoolkit.progress import progress
 from dftoolkit.records import VideoRecord
@@ -63,6 +64,8 @@ MANIFEST = "manifest.parquet"
 ORIGINALS = ("encode", "link")
 """How the builder includes the originals of its fakes (see :func:`build_dataset`)."""
 SHEET_FRAMES = 6
+TEMPORARY_FOLDERS = ("videos", "originals", "masks", "provenance", "sheets", "runs", ".work")
+"""Where a killed build leaves temporary files (besides ``manifest.parquet``'s, in the root)."""
 
 
 @dataclass(frozen=True)
@@ -241,6 +244,27 @@ def _load_track(path: str | Path) -> FaceTrack:
     with np.load(path) as data:
         height, width = (int(v) for v in data["size"])
         return FaceTrack(data["landmarks"], height, width, float(data["fps"]))
+
+
+def _track_file(out: Path, key: tuple[str, str]) -> Path:
+    """Where the face track of the real video ``key`` (dataset, video_id) is cached."""
+    return out / ".work" / "tracks" / key[0] / f"{key[1]}.npz"
+
+
+def _unreadable_reals(manifest: Manifest, out: Path) -> dict[tuple[str, str], str]:
+    """The real videos of ``manifest`` that cannot be opened as a video, and why (naming the file).
+
+    A cheap check (the container's header, no decoding) before pairs are drawn, so that sources are
+    drawn among readable reals; skipped for reals whose face track is already cached.
+    """
+    unreadable = {}
+    for record in manifest:
+        if record.label == 0 and not _track_file(out, record.key).exists():
+            try:
+                probe(manifest.path_of(record), exact=False)
+            except (VideoDecodeError, OSError) as err:
+                unreadable[record.key] = f"unreadable real video, no fake made with it: {err}"
+    return unreadable
 
 
 def _track_job(video_path: str, track_path: str) -> dict[str, Any]:
@@ -558,6 +582,7 @@ def _real_outputs(
     return outputs
 
 
+@locks_output("out_dir", "generate")
 def build_dataset(
     real_manifest: Manifest,
     out_dir: str | os.PathLike[str],
@@ -585,6 +610,11 @@ def build_dataset(
     For every pair (:func:`choose_pairs`) and method, each frame of the target is rendered once and
     blended every requested way; each blend is written clean and/or with each perturbation. Then the
     originals of the fakes made are written through the same encoder, with perturbed copies.
+
+    A real that cannot be opened as a video goes to ``report.failed`` (its path and why) and pairs
+    are drawn among the other reals (for a seed, the same readable files give the same pairs). A
+    real whose face track fails later (e.g. it breaks mid-stream) fails every fake that needs it,
+    naming the real and why; its partners are not redrawn.
 
     Args:
         real_manifest: real videos (label 0); fakes in it only supply FF++-style pairs and splits.
@@ -617,9 +647,13 @@ def build_dataset(
 
     Returns:
         The corpus's :class:`Manifest` (reals and fakes), also written to ``out_dir/manifest.parquet``.
+
+    One run at a time per ``out_dir``: it holds the folder's lock (:func:`~dftoolkit.locks.output_lock`)
+    and first removes the temporary files a killed run left there.
     """
     start = time.perf_counter()
     out = Path(out_dir).absolute()
+    remove_temporaries(out, TEMPORARY_FOLDERS)
     report = report if report is not None else BuildReport(out)
     report.out_dir = out
     for method in methods:
@@ -633,9 +667,14 @@ def build_dataset(
     specs = [_parse_spec(p) for p in perturbations]
     if len(set(specs)) != len(specs):
         raise ValueError(f"perturbations repeat an entry: {list(perturbations)}")
-    pairs, report.unpaired = choose_pairs(real_manifest, seed, per_target)
+    unreadable = _unreadable_reals(real_manifest, out)
+    report.failed.update({"/".join(key): why for key, why in unreadable.items()})
+    pairs, report.unpaired = choose_pairs(
+        real_manifest.filter(lambda r: r.key not in unreadable), seed, per_target
+    )
     if not pairs:
-        raise ValueError(f"no source/target pair in the manifest ({len(real_manifest)} records)")
+        bad = f"; {len(unreadable)} unreadable, e.g. {next(iter(unreadable.values()))}" if unreadable else ""
+        raise ValueError(f"no source/target pair in the manifest ({len(real_manifest)} records{bad})")
     face_store = None
     if store is not None:
         from dftoolkit.preprocess.store import FaceStore
@@ -644,7 +683,7 @@ def build_dataset(
 
     # phase 1: face tracks of every real video involved
     reals = {p.target.key: p.target for p in pairs} | {p.source.key: p.source for p in pairs}
-    track_path = {key: out / ".work" / "tracks" / key[0] / f"{key[1]}.npz" for key in reals}
+    track_path = {key: _track_file(out, key) for key in reals}
     track_jobs = []
     for key, record in sorted(reals.items()):
         path = track_path[key]
@@ -727,19 +766,33 @@ def build_dataset(
 
     log = out / "runs" / "workers.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    phases = _phases(
-        [("track", args) for args in track_jobs], [("fake", (job,)) for job in fake_jobs], real_jobs
-    )
+    failed_tracks: dict[str, str] = {}  # video path -> why its face track failed
+
+    def ready_fake_jobs() -> list[tuple[str, tuple]]:
+        """The fake jobs whose reals have face tracks; the others fail naming the real and why."""
+        jobs = []
+        for job in fake_jobs:
+            roles = (("target", job.target_path), ("source", job.source_path))
+            broken = [(role, path) for role, path in roles if path in failed_tracks]
+            if broken:
+                report.failed[f"{job.method}/{job.pair.name}"] = "; ".join(
+                    f"the face track of its {role} real {path} failed: {failed_tracks[path]}"
+                    for role, path in broken
+                )
+            else:
+                jobs.append(("fake", (job,)))
+        return jobs
+
+    phases = _phases([("track", args) for args in track_jobs], ready_fake_jobs, real_jobs)
     results = run_phases(
         _work, phases, workers=workers, initializer=_init_worker, initargs=(backend,), log_path=log
     )
-    failed_tracks: set[str] = set()
     total = len(track_jobs) + len(fake_jobs) + len({p.target.key for p in pairs})  # at most one per target
     for outcome in progress(results, "generating", total=total, count=_frames_of):
         if "error" in outcome:
             report.failed[outcome["key"]] = outcome["error"]
             if outcome["kind"] == "track":
-                failed_tracks.add(outcome["key"])
+                failed_tracks[outcome["key"]] = outcome["error"].strip().splitlines()[-1]
         elif "not_made" in outcome:
             report.not_made[outcome["key"]] = outcome["not_made"]
         elif outcome["kind"] == "fake":
@@ -756,10 +809,10 @@ def build_dataset(
     return manifest
 
 
-def _phases(tracks: list, fakes: list, reals: Callable[[], list]) -> Iterator[list]:
-    """The three phases; the last is planned only when the ones before have finished."""
+def _phases(tracks: list, fakes: Callable[[], list], reals: Callable[[], list]) -> Iterator[list]:
+    """The three phases; each after the first is planned only when the ones before have finished."""
     yield tracks
-    yield fakes
+    yield fakes()
     yield reals()
 
 

@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dftoolkit.checkpoints import load_weights
+from dftoolkit.checkpoints import CheckpointError, fit_state_dict, load_weights
 from dftoolkit.fileio import atomic_path
 from dftoolkit.generators.colour import colour_transfer
 from dftoolkit.generators.dovenet import (
@@ -250,7 +250,8 @@ def train_dovenet(
         The loss of every step from step 0 (L1 in [-1, 1] units), including resumed ones.
 
     Raises:
-        ValueError: bad inputs or settings, or a training state of other settings (or unreadable).
+        ValueError: bad inputs or settings, or a training state of other settings (or unreadable);
+            :class:`~dftoolkit.checkpoints.CheckpointError` when its names or shapes do not fit.
     """
     cfg = get_config(config)
     m = _as_unit_masks(masks)
@@ -284,12 +285,8 @@ def train_dovenet(
     losses: list[float] = []
     state_file = train_state_path(out)
     if resume and state_file.is_file():
-        saved = load_weights(
-            state_file,
-            what="DoveNet training state",
-            hint="delete it or pass resume=False (--fresh) to start afresh",
-            map_location=dev,
-        )
+        hint = "delete it or pass resume=False (--fresh) to start afresh"
+        saved = load_weights(state_file, what="DoveNet training state", hint=hint, map_location=dev)
         saved = saved if isinstance(saved, dict) else {}
         if (saved.get("format"), saved.get("config"), saved.get("seed")) != (
             _STATE_FORMAT,
@@ -301,9 +298,15 @@ def train_dovenet(
                 f"{saved.get('seed')}, not {asdict(cfg)} and seed {seed}: pass the same settings, "
                 "another --out, or resume=False to start afresh"
             )
-        model.load_state_dict(saved["generator"])
-        optimiser.load_state_dict(saved["optimizer"])
-        losses = [float(x) for x in saved["losses"]]
+        where = f"{state_file}: generator"
+        fit_state_dict(model, saved.get("generator"), where=where, strip_prefix=None, hint=hint)
+        try:
+            optimiser.load_state_dict(saved["optimizer"])
+            losses = [float(x) for x in saved["losses"]]
+        except (KeyError, TypeError, ValueError) as err:
+            raise CheckpointError(
+                f"{state_file}: unusable optimizer state or losses ({err}); {hint}"
+            ) from None
         log(f"resuming {out} at step {len(losses)}")
     start = len(losses)
     record = {"format": _STATE_FORMAT, "config": asdict(cfg), "seed": seed}

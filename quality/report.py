@@ -37,7 +37,10 @@ are different videos and are scored on their own.
 
 Metrics whose weights are missing (no VGG-16 / AlexNet in ``$TORCH_HOME``, no face-recognition model)
 are not computed and the report says why; the perceptual and t-SNE features fall back to the
-offline ImageNet MobileNetV2 and every output names the backbone actually used.
+offline ImageNet MobileNetV2 and every output names the backbone actually used. Weight files given
+in ``QualityConfig.weights`` are loaded and fitted to their network once, before any video is read:
+one that is refused or does not fit raises :class:`~dftoolkit.checkpoints.CheckpointError`. Each
+metric fails on its own: Mask-SSIM needs no weights and is scored when a backbone fails to load.
 
 Outputs: ``report.json``, ``report.md`` (one row per dataset and class, then per dataset and method),
 ``per_video.csv``, ``tsne.png``, ``distributions.png`` and ``worst_mask_ssim.png`` (the lowest-scoring
@@ -62,6 +65,7 @@ import numpy as np
 import pandas as pd
 
 from dftoolkit.fileio import atomic_write_text, file_identities
+from dftoolkit.locks import locks_output
 from dftoolkit.manifest import Manifest
 from dftoolkit.preprocess.geometry import box_matrix, warp
 from dftoolkit.progress import progress
@@ -72,6 +76,8 @@ from dftoolkit.video import VideoReader, sample_indices
 from dftoolkit.workers import run_phases
 
 if TYPE_CHECKING:
+    from torch import Tensor
+
     from dftoolkit.quality.audit import AuditReport
     from dftoolkit.quality.backbones import BackboneInfo
 
@@ -91,6 +97,7 @@ METRICS = ("mask-ssim", "perceptual", "lpips", "ewarp", "tsne", "identity", "exp
 """Every metric :func:`quality_report` computes, in report order (:data:`QUALITY_METRICS` describes each
 per-video one; ``audit`` is the shortcut audit of :mod:`dftoolkit.quality.audit`, metadata features)."""
 _TSNE_FRAMES = 8  # face frames averaged per video for the t-SNE; part of the cache key
+_CACHE_FORMAT = 2  # part of the cache key; 2: every metric scored and failing on its own
 
 
 @dataclass(frozen=True)
@@ -100,7 +107,7 @@ class Metric:
     Attributes:
         columns: its per-video columns (none for ``tsne``, whose output is the spread).
         needs: job fields a video must have for it (e.g. an original and a mask).
-        scorer: ``scorer(job, config) -> {column: value}`` in a worker; several metrics may share one.
+        scorer: ``scorer(job, config) -> {column: value}`` in a worker.
     """
 
     columns: tuple[str, ...]
@@ -206,8 +213,9 @@ class QualityReport:
         spread: :meth:`~dftoolkit.quality.spread.SpreadStats.to_dict` of the t-SNE features.
         backbones: per deep metric, the :class:`~dftoolkit.quality.backbones.BackboneInfo` used.
         unavailable: metrics not computed at all, and why (e.g. missing weights).
-        skipped: ``"dataset/video_id"`` -> why a score of that video is missing, or which video
-            it repeats (scored once, under the first source given).
+        skipped: ``"dataset/video_id"`` -> ``{metric: why its score is missing}``, every failed
+            metric of the video; a video that repeats another (scored once, under the first
+            source given) has the single entry ``{"all": which video it repeats}``.
         files: name -> path of every file written.
         cached: videos whose scores came from the cache (not recomputed).
         audit: the shortcut audit (metric ``audit``), else None.
@@ -220,7 +228,7 @@ class QualityReport:
     spread: dict[str, Any] = field(default_factory=dict)
     backbones: dict[str, dict[str, Any]] = field(default_factory=dict)
     unavailable: dict[str, str] = field(default_factory=dict)
-    skipped: dict[str, str] = field(default_factory=dict)
+    skipped: dict[str, dict[str, str]] = field(default_factory=dict)
     files: dict[str, Path] = field(default_factory=dict)
     cached: int = 0
     audit: AuditReport | None = None
@@ -261,11 +269,18 @@ def load_sources(sources: Sequence[Manifest | str | os.PathLike[str]]) -> Manife
 
 def _resolve(config: QualityConfig) -> tuple[dict[str, Any], dict[str, str]]:
     """The weights of each deep metric (BackboneInfo, or the model path) and the metrics that
-    cannot run, with why. Decided once, here, so every worker uses the same files."""
+    cannot run, with why. Decided once, here, so every worker uses the same files; every file of
+    ``config.weights`` is first loaded into its network (CheckpointError naming a refused or unfit one)."""
     from dftoolkit.fetch import FetchError
-    from dftoolkit.quality.backbones import find_weights, resolve_backbone
+    from dftoolkit.quality.backbones import find_weights, load_backbone, resolve_backbone
+    from dftoolkit.quality.flow import load_raft
     from dftoolkit.quality.perceptual import LPIPS_NETS
 
+    for name, path in config.weights:
+        if name.startswith("raft_"):
+            load_raft(name.removeprefix("raft_"), path)
+        else:
+            load_backbone(name, path)
     resolved: dict[str, Any] = {}
     unavailable: dict[str, str] = {}
 
@@ -319,7 +334,12 @@ def _face_recognition_model() -> str:
 
 def _cache_key(config: QualityConfig, resolved: dict[str, Any]) -> str:
     weights = {metric: getattr(value, "sha256", value) for metric, value in resolved.items()}
-    settings = {"config": asdict(config), "weights": weights, "tsne_frames": _TSNE_FRAMES}
+    settings = {
+        "config": asdict(config),
+        "weights": weights,
+        "tsne_frames": _TSNE_FRAMES,
+        "format": _CACHE_FORMAT,
+    }
     text = json.dumps(settings, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -413,31 +433,42 @@ def _same_length(path: str, original: str) -> int:
     return a
 
 
-def _pair_scores(job: dict[str, Any], config: QualityConfig) -> dict[str, Any]:
-    """Mask-SSIM, perceptual and LPIPS of a fake against its original on sampled frame pairs."""
+def _face_pairs(job: dict[str, Any], config: QualityConfig) -> tuple[Tensor, Tensor, Tensor]:
+    """The fake's and its original's sampled frames cut to the face region, and the mask there:
+    ``(N, 3, S, S)``, ``(N, 3, S, S)``, ``(N, 1, S, S)`` tensors, made once per job for Mask-SSIM,
+    perceptual and LPIPS (each scored, and failing, on its own)."""
+    if _WORKER["pairs"] is None:
+        n = _same_length(job["path"], job["original_path"])
+        indices = _sampled(job["path"], config)
+        if _reader(job["mask_path"]).num_frames < n:
+            raise ValueError(f"the mask {job['mask_path']} is shorter than its fake ({n} frames)")
+        masks = _read(job["mask_path"], indices)[..., 0]
+        box = _mask_square(masks > 127)
+        if box is None:
+            raise ValueError(f"the mask {job['mask_path']} is empty in every sampled frame")
+        matrix = box_matrix(box[None], config.size, 1.3)[0]
+        crops = [warp(_read(job[key], indices), matrix, config.size) for key in ("path", "original_path")]
+        crop_masks = warp(masks.astype(np.float32) / 255, matrix, config.size)
+        _WORKER["pairs"] = (_to_tensor(crops[0]), _to_tensor(crops[1]), _to_tensor(crop_masks[..., None]))
+    return _WORKER["pairs"]
+
+
+def _mask_ssim(job: dict[str, Any], config: QualityConfig) -> dict[str, Any]:
+    """Mean Mask-SSIM of a fake against its original over the sampled frames with a non-empty mask."""
     from dftoolkit.quality.ssim import mask_ssim
 
-    n = _same_length(job["path"], job["original_path"])
-    indices = _sampled(job["path"], config)
-    if _reader(job["mask_path"]).num_frames < n:
-        raise ValueError(f"the mask {job['mask_path']} is shorter than its fake ({n} frames)")
-    masks = _read(job["mask_path"], indices)[..., 0]
-    box = _mask_square(masks > 127)
-    if box is None:
-        raise ValueError(f"the mask {job['mask_path']} is empty in every sampled frame")
-    matrix = box_matrix(box[None], config.size, 1.3)[0]
-    crops = [warp(_read(job[key], indices), matrix, config.size) for key in ("path", "original_path")]
-    crop_masks = warp(masks.astype(np.float32) / 255, matrix, config.size)
-    fake_t, real_t = _to_tensor(crops[0]), _to_tensor(crops[1])
-    mask_t = _to_tensor(crop_masks[..., None])
-    scores: dict[str, Any] = {}
-    if "mask-ssim" in config.metrics:
-        values = mask_ssim(fake_t, real_t, mask_t, protocol=config.protocol).numpy()
-        scores["mask_ssim"] = float(np.nanmean(values)) if np.isfinite(values).any() else None
-    for metric in ("perceptual", "lpips"):
-        if metric in _WORKER["resolved"]:  # requested, and its weights exist
-            scores[metric] = float(_model(metric)(fake_t, real_t).mean())
-    return scores
+    values = mask_ssim(*_face_pairs(job, config), protocol=config.protocol).numpy()
+    return {"mask_ssim": float(np.nanmean(values)) if np.isfinite(values).any() else None}
+
+
+def _distance(metric: str) -> Callable[[dict[str, Any], QualityConfig], dict[str, Any]]:
+    """The scorer of ``perceptual`` or ``lpips``: the mean distance of a fake to its original."""
+
+    def score(job: dict[str, Any], config: QualityConfig) -> dict[str, Any]:
+        fake, real, _ = _face_pairs(job, config)
+        return {metric: float(_model(metric)(fake, real).mean())}
+
+    return score
 
 
 def _ewarp(job: dict[str, Any], config: QualityConfig) -> dict[str, Any]:
@@ -513,9 +544,13 @@ def _jitter(job: dict[str, Any], config: QualityConfig) -> dict[str, Any]:
 
 _PAIRS = ("original_path", "mask_path")
 for _name, _metric, _description in (
-    ("mask-ssim", Metric(("mask_ssim",), _PAIRS, _pair_scores), "SSIM of fake and original inside the mask"),
-    ("perceptual", Metric(("perceptual",), _PAIRS, _pair_scores), "ImageNet-feature MSE, fake to original"),
-    ("lpips", Metric(("lpips",), _PAIRS, _pair_scores), "LPIPS v0.1, fake to original"),
+    ("mask-ssim", Metric(("mask_ssim",), _PAIRS, _mask_ssim), "SSIM of fake and original inside the mask"),
+    (
+        "perceptual",
+        Metric(("perceptual",), _PAIRS, _distance("perceptual")),
+        "ImageNet-feature MSE, fake to original",
+    ),
+    ("lpips", Metric(("lpips",), _PAIRS, _distance("lpips")), "LPIPS v0.1, fake to original"),
     ("ewarp", Metric(("ewarp",), (), _ewarp), "warping error of consecutive frames (lower = smoother)"),
     (
         "tsne",
@@ -545,20 +580,16 @@ PER_VIDEO = tuple(
 
 
 def _score_video(job: dict[str, Any], cache: str) -> dict[str, Any]:
-    """Worker: every requested per-video score of one video (a failure recorded per metric), cached
-    atomically with the fingerprint of the files it read."""
+    """Worker: every requested per-video score of one video (a failure recorded per metric, the
+    others still scored), cached atomically with the fingerprint of the files it read."""
     config: QualityConfig = _WORKER["config"]
     start = time.perf_counter()
     result: dict[str, Any] = {"key": job["key"], "errors": {}}
-    _WORKER["readers"], _WORKER["frames"] = {}, {}  # path -> reader / {index: frame}, for this job only
-    done = set()
+    # for this job only: path -> reader, path -> {index: frame}, the face pairs (:func:`_face_pairs`)
+    _WORKER["readers"], _WORKER["frames"], _WORKER["pairs"] = {}, {}, None
     for metric in job["metrics"]:
-        scorer = QUALITY_METRICS.get(metric).scorer
-        if scorer in done:  # one scorer serves several metrics (Mask-SSIM, perceptual, LPIPS)
-            continue
-        done.add(scorer)
         try:
-            result.update(scorer(job, config))
+            result.update(QUALITY_METRICS.get(metric).scorer(job, config))
         except Exception as err:  # recorded with the video and metric, never dropped silently
             result["errors"][metric] = traceback.format_exception_only(err)[-1].strip()
     result["seconds"] = round(time.perf_counter() - start, 3)
@@ -656,6 +687,7 @@ def _duplicates(jobs: dict[tuple, dict[str, Any]]) -> dict[tuple, tuple[tuple, s
     return duplicates
 
 
+@locks_output("out_dir", "quality")
 def quality_report(
     sources: Sequence[Manifest | str | os.PathLike[str]],
     out_dir: str | os.PathLike[str],
@@ -663,7 +695,8 @@ def quality_report(
     *,
     workers: int | None = None,
 ) -> QualityReport:
-    """Score the datasets of ``sources`` side by side; resumable (cached per video).
+    """Score the datasets of ``sources`` side by side; resumable (cached per video). One run at a
+    time per ``out_dir`` (:func:`~dftoolkit.locks.output_lock`).
 
     Args:
         sources: manifests, manifest files, toolkit corpus folders or FaceStore folders; each
@@ -712,13 +745,11 @@ def quality_report(
     for outcome in progress(outcomes, "scoring videos", total=len(todo)):
         results[tuple(outcome["key"])] = outcome
     skipped = {
-        "/".join(key): f"{metric}: {why}"
-        for key, result in results.items()
-        for metric, why in sorted(result.get("errors", {}).items())
+        "/".join(key): dict(sorted(r["errors"].items())) for key, r in results.items() if r.get("errors")
     }
     for key, (first, why) in duplicates.items():
         results[key] = results.get(first, {})
-        skipped["/".join(key)] = why
+        skipped["/".join(key)] = {"all": why}
     report = _tables(out, manifest, jobs, results, config)
     report.skipped.update(skipped)
     report.unavailable = unavailable

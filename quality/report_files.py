@@ -163,7 +163,9 @@ def _markdown(report: QualityReport, config: QualityConfig) -> str:
         lines += ["", audit_markdown(report.audit, heading="##").rstrip("\n")]
     if report.skipped:
         lines += ["", "## Not scored", ""] + [
-            f"- {key}: {why}" for key, why in sorted(report.skipped.items())
+            f"- {key} ({metric}): {why}"
+            for key, reasons in sorted(report.skipped.items())
+            for metric, why in reasons.items()
         ]
     lines += ["", "Files: " + ", ".join(f"[{name}]({path.name})" for name, path in report.files.items())]
     return "\n".join(lines) + "\n"

@@ -288,8 +288,8 @@ def test_feather_alpha_ramps_with_the_distance_to_the_edge(swap):
         assert np.all(alpha[distance >= width_px + 1e-3] == 1)
         ramp = region & (distance < width_px - 1e-3)
         assert ramp.sum() > 100 and np.all(alpha[ramp] < 1) and np.all(alpha[ramp] > 0)
-    np.testing.assert_allclose(
-        feather_alpha(mask * 0.8, 12, "pixels"), 0.8 * feather_alpha(mask, 12, "pixels")
+    np.testing.assert_allclose(  # float32: one rounding step apart at most
+        feather_alpha(mask * 0.8, 12, "pixels"), 0.8 * feather_alpha(mask, 12, "pixels"), rtol=1e-6
     )
 
 

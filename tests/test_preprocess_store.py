@@ -407,7 +407,7 @@ def test_videofaces_validation(carphone):
         build(crops={"face": result.crops["face"][:11]}, masks={}, matrices={})
     with pytest.raises(ValueError, match="strictly increasing"):
         build(frame_indices=result.frame_indices[::-1].copy())
-    with pytest.raises(ValueError, match=r"not start with '\.'"):
+    with pytest.raises(ValueError, match=r'not start with "\."'):
         build(video_id=".hidden")
     boxes = result.boxes.copy()
     boxes[0, 1] = np.nan

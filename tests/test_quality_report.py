@@ -158,8 +158,8 @@ def test_failures_are_recorded_per_video_and_metric(fakes, reals, no_torch_weigh
     manifest.path_of(victim).write_bytes(b"not a video")
     config = QualityConfig(metrics=("mask-ssim", "ewarp"), frames=4, temporal_frames=4, size=64)
     result = quality_report([broken], tmp_path / "q", config, workers=1)
-    reason = result.skipped[f"srdf/{victim.video_id}"]
-    assert reason.startswith("mask-ssim:") and victim.video_id in reason
+    reasons = result.skipped[f"srdf/{victim.video_id}"]
+    assert set(reasons) == {"mask-ssim", "ewarp"} and victim.video_id in reasons["mask-ssim"]
     row = result.per_video.set_index("video_id").loc[victim.video_id]
     assert np.isnan(row.mask_ssim) and np.isnan(row.ewarp)
     assert result.per_video.mask_ssim.notna().sum() == 3  # the other fakes are scored
@@ -289,7 +289,7 @@ def test_tsne_averages_face_frames_and_keeps_a_video_with_a_faceless_middle(
     """Up to 8 sampled frames with a face per video; the old protocol (the middle frame) dropped ``gap``."""
     sources = [reals, clips.filter(lambda r: r.video_id != "whole")]
     report = quality_report(sources, tmp_path, TSNE_FAST, workers=1)
-    assert report.skipped == {"clips/blank": "tsne: ValueError: no face in any of the 10 sampled frames"}
+    assert report.skipped == {"clips/blank": {"tsne": "ValueError: no face in any of the 10 sampled frames"}}
     sampled = sample_indices(12, TSNE_FAST.frames)
     used = json.loads(next((tmp_path / "cache").rglob("gap.json")).read_text())["feature_frames"]
     assert len(used) == 8 and set(used) < set(sampled) - {sampled[TSNE_FAST.frames // 2]}
@@ -330,9 +330,11 @@ def test_a_video_given_twice_is_scored_once(reals, clips, no_torch_weights, plot
     report = quality_report([reals, corpus], tmp_path / "q", config, workers=1)
 
     assert set(report.skipped) == {"srdf/carphone_pristine", "srdf/jesper_webcam"}
-    assert "samples/carphone_pristine (same file: a hard link" in report.skipped["srdf/carphone_pristine"]
-    assert "samples/jesper_webcam (identical copy" in report.skipped["srdf/jesper_webcam"]
-    assert "srdf/jesper_webcam: the same video as" in (tmp_path / "q" / "report.md").read_text()
+    assert (
+        "samples/carphone_pristine (same file: a hard link" in report.skipped["srdf/carphone_pristine"]["all"]
+    )
+    assert "samples/jesper_webcam (identical copy" in report.skipped["srdf/jesper_webcam"]["all"]
+    assert "srdf/jesper_webcam (all): the same video as" in (tmp_path / "q" / "report.md").read_text()
     assert len(list((tmp_path / "q" / "cache").rglob("*.json"))) == 3  # each file scored once
     ewarp = report.per_video.set_index(["dataset", "video_id"]).ewarp
     assert ewarp.notna().all()

@@ -1,7 +1,16 @@
-"""Rendering helpers shared by the CLI commands."""
+"""Rendering helpers shared by the CLI commands.
+
+Exit status of every command: 0 done (a run may list items that failed while others succeeded;
+rerun to retry them), 1 the run did not do its job (its output folder is locked by another run,
+the disk filled, or every item it tried failed), 2 a usage error (bad arguments or input files).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import NoReturn
 
@@ -10,7 +19,10 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from dftoolkit.locks import FolderLockedError
 from dftoolkit.manifest import Manifest, ManifestError
+
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 def dataframe_table(frame: pd.DataFrame, title: str) -> Table:
@@ -24,11 +36,39 @@ def dataframe_table(frame: pd.DataFrame, title: str) -> Table:
     return table
 
 
-def fail(error: BaseException | str) -> NoReturn:
-    """Print ``error: <message>`` as one line on stderr and exit with status 2 (a usage error)."""
+def fail(error: BaseException | str, code: int = 2) -> NoReturn:
+    """Print ``error: <message>`` as one line on stderr and exit with status ``code`` (2: a usage error)."""
     text = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
     typer.echo(f"error: {' '.join(text.split())}", err=True)
-    raise typer.Exit(2)
+    raise typer.Exit(code)
+
+
+def _disk_full_error(out: Path, detail: str) -> NoReturn:
+    fail(f"{out}: the disk is full ({detail}); free some space and rerun to resume", code=1)
+
+
+@contextlib.contextmanager
+def run_faults(out: Path) -> Iterator[None]:
+    """Turn a run's faults into one-line errors with exit status 1: its output folder ``out`` held
+    by another run (:class:`~dftoolkit.locks.FolderLockedError`), or the disk full."""
+    try:
+        yield
+    except FolderLockedError as err:
+        fail(err, code=1)
+    except OSError as err:
+        if err.errno not in _DISK_FULL:
+            raise
+        _disk_full_error(out, str(err))
+
+
+def check_failures(out: Path, failed: Mapping[str, str], succeeded: int) -> None:
+    """Exit with status 1 (one line naming ``out``) when an item failed because the disk filled, or
+    when items failed and none succeeded; ``failed`` maps items to their error text."""
+    full = [name for name, error in failed.items() if any(os.strerror(e) in error for e in _DISK_FULL)]
+    if full:
+        _disk_full_error(out, f"{len(full)} item(s) failed for lack of space")
+    if failed and not succeeded:
+        fail(f"{out}: every item of the run failed ({len(failed)}); see the errors above", code=1)
 
 
 def read_manifest(path: Path) -> Manifest:

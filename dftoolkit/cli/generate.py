@@ -1,4 +1,7 @@
-"""``dftoolkit generate``: build an SR-DF-style corpus of fakes from a manifest of real videos."""
+"""``dftoolkit generate``: build an SR-DF-style corpus of fakes from a manifest of real videos.
+
+Exits 1 when the corpus folder is in use by another run, the disk filled, or every video tried failed.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from dftoolkit.cli._render import dataframe_table, fail, read_manifest
+from dftoolkit.cli._render import check_failures, dataframe_table, fail, read_manifest, run_faults
 
 __all__ = ["register"]
 
@@ -21,7 +24,10 @@ def _names(text: str) -> list[str]:
 
 def _options(settings: list[str]) -> dict[str, dict[str, Any]]:
     """``["fomm.checkpoint=/x.pth", "feather.width=12"]`` -> ``{"fomm": {"checkpoint": "/x.pth"}, ...}``.
-    Values are JSON when they parse as JSON (numbers, true/false), else strings."""
+    Values are JSON when they parse as JSON (numbers, true/false), else strings. Each NAME must be a
+    method or blend and each OPTION one it takes, else :func:`fail` lists the valid ones."""
+    from dftoolkit.generators.base import check_options
+
     out: dict[str, dict[str, Any]] = {}
     for setting in settings:
         name, sep, value = setting.partition("=")
@@ -30,9 +36,14 @@ def _options(settings: list[str]) -> dict[str, dict[str, Any]]:
             fail(f"--set {setting!r}: expected NAME.OPTION=VALUE, e.g. fomm.checkpoint=vox-cpk.pth.tar")
         try:
             parsed = json.loads(value)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             parsed = value
         out.setdefault(owner, {})[key] = parsed
+    for owner, options in out.items():
+        try:
+            check_options(owner, options)
+        except ValueError as err:
+            fail(f"--set: {err}")
     return out
 
 
@@ -88,7 +99,11 @@ def generate(
     ),
     list_all: bool = typer.Option(False, "--list", help="List the methods and blends, then exit."),
 ) -> None:
-    """Make fakes (methods x blends x perturbations) of pairs of real videos; resumable (rerun to go on)."""
+    """Make fakes (methods x blends x perturbations) of pairs of real videos; resumable (rerun to go on).
+
+    One run at a time per corpus folder. Exit status 1: the folder is in use by another run, the disk
+    filled, or every video tried failed (some failing and others made: 0, the failures listed).
+    """
     from dftoolkit.generators import BLENDS, build_dataset
     from dftoolkit.generators.builder import BuildReport
 
@@ -101,30 +116,31 @@ def generate(
     manifest = read_manifest(manifest_path)
     options = _options(settings or [])
     report = BuildReport(out)
-    try:
-        corpus = build_dataset(
-            manifest,
-            out,
-            methods=_names(methods),
-            blends=_names(blends),
-            perturbations=perturb or [None],
-            seed=seed,
-            name=name,
-            per_target=per_target,
-            method_options={k: v for k, v in options.items() if k not in BLENDS},
-            blend_options={k: v for k, v in options.items() if k in BLENDS},
-            crf=None if lossless else crf,
-            min_coverage=min_coverage,
-            originals=originals,
-            perturb_reals=perturb_reals,
-            store=store,
-            backend=backend,
-            workers=workers or None,
-            sheets=sheets,
-            report=report,
-        )
-    except (ValueError, KeyError, FileNotFoundError) as err:
-        fail(err)
+    with run_faults(out):
+        try:
+            corpus = build_dataset(
+                manifest,
+                out,
+                methods=_names(methods),
+                blends=_names(blends),
+                perturbations=perturb or [None],
+                seed=seed,
+                name=name,
+                per_target=per_target,
+                method_options={k: v for k, v in options.items() if k not in BLENDS},
+                blend_options={k: v for k, v in options.items() if k in BLENDS},
+                crf=None if lossless else crf,
+                min_coverage=min_coverage,
+                originals=originals,
+                perturb_reals=perturb_reals,
+                store=store,
+                backend=backend,
+                workers=workers or None,
+                sheets=sheets,
+                report=report,
+            )
+        except (ValueError, KeyError, FileNotFoundError) as err:
+            fail(err)
     console.print(
         f"{report.made} fake(s) and {report.reals} real(s) made, {report.skipped_done} already done, "
         f"{len(report.failed)} failed, {len(report.not_made)} not made; "
@@ -134,6 +150,7 @@ def generate(
         console.print(f"[red]failed[/red] {key}: {error.strip().splitlines()[-1]}")
     for key, reason in {**report.not_made, **report.unpaired}.items():
         console.print(f"[yellow]not made[/yellow] {key}: {reason}")
+    check_failures(out, report.failed, report.made + report.reals)
     summary = corpus.summary(by=("label", "method", "split"))
     console.print(dataframe_table(summary, f"{out / 'manifest.parquet'}: {len(corpus)} videos"))
     if sheets:

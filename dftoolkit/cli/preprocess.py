@@ -1,4 +1,7 @@
-"""``dftoolkit preprocess``: a manifest's videos -> a FaceStore of crops, landmarks and masks."""
+"""``dftoolkit preprocess``: a manifest's videos -> a FaceStore of crops, landmarks and masks.
+
+Exits 1 when the store is in use by another run, the disk filled, or every video tried failed.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from dftoolkit.cli._render import dataframe_table, fail, read_manifest
+from dftoolkit.cli._render import check_failures, dataframe_table, fail, read_manifest, run_faults
 
 
 def preprocess(
@@ -22,7 +25,11 @@ def preprocess(
     engine: str = typer.Option("local", help="local (process pool) or ray."),
     image_format: str = typer.Option("png", help="png or jpg."),
 ) -> None:
-    """Detect, track, align and crop faces of every video; resumable (rerun to continue)."""
+    """Detect, track, align and crop faces of every video; resumable (rerun to continue).
+
+    One run at a time per store. Exit status 1: the store is in use by another run, the disk filled,
+    or every video tried failed (some failing and others done: 0, the failures listed).
+    """
     from dftoolkit.preprocess import PreprocessConfig
     from dftoolkit.preprocess import preprocess as run
 
@@ -36,10 +43,11 @@ def preprocess(
         backend=backend,
         image_format=image_format,
     )
-    try:
-        report = run(manifest, out, config, workers=workers or None, engine=engine)
-    except (ValueError, KeyError) as err:
-        fail(err)
+    with run_faults(out):
+        try:
+            report = run(manifest, out, config, workers=workers or None, engine=engine)
+        except (ValueError, KeyError) as err:
+            fail(err)
     console = Console()
     console.print(
         f"{report.processed} video(s) processed, {report.skipped} already done, {len(report.failed)} failed; "
@@ -47,6 +55,7 @@ def preprocess(
     )
     for name, error in report.failed.items():
         console.print(f"[red]failed[/red] {name}: {error.strip().splitlines()[-1]}")
+    check_failures(out, report.failed, report.processed)
     console.print(dataframe_table(report.store.summary(), f"yield per dataset ({out})"))
 
 

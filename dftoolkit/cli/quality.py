@@ -1,4 +1,7 @@
-"""``dftoolkit quality``: score datasets side by side (Mask-SSIM, perceptual, LPIPS, E_warp, t-SNE, ...)."""
+"""``dftoolkit quality``: score datasets side by side (Mask-SSIM, perceptual, LPIPS, E_warp, t-SNE, ...).
+
+Exits 1 when the report folder is in use by another run or the disk filled.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ import pandas as pd
 import typer
 from rich.console import Console
 
-from dftoolkit.cli._render import dataframe_table, fail
+from dftoolkit.cli._render import dataframe_table, fail, run_faults
 from dftoolkit.cli.audit import print_audit
 
 __all__ = ["print_report", "register"]
@@ -45,31 +48,36 @@ def quality(
     ),
     workers: int = typer.Option(0, min=0, help="Processes (0: one per core)."),
 ) -> None:
-    """Score every dataset of the sources side by side; writes JSON, Markdown, CSV and PNG plots."""
+    """Score every dataset of the sources side by side; writes JSON, Markdown, CSV and PNG plots.
+
+    One run at a time per report folder. Exit status 1: the folder is in use by another run, or the
+    disk filled.
+    """
     from dftoolkit.quality.report import QualityConfig, quality_report
 
-    try:
-        pairs = []
-        for item in weights:
-            name, sep, path = item.partition("=")
-            if not sep or not name or not path:
-                raise ValueError(f"--weights takes NAME=PATH, got {item!r}")
-            pairs.append((name, path))
-        config = QualityConfig(
-            metrics=tuple(m.strip() for m in metrics.split(",") if m.strip()),
-            protocol=protocol,
-            frames=frames,
-            temporal_frames=temporal_frames,
-            size=size,
-            flow=flow,
-            perceptual_backbone=backbone,
-            lpips_net=lpips_net,
-            tsne_backbone=tsne_backbone,
-            weights=tuple(pairs),
-        )
-        report = quality_report(sources, out, config, workers=workers or None)
-    except (ValueError, KeyError, FileNotFoundError) as err:
-        fail(err)
+    with run_faults(out):
+        try:
+            pairs = []
+            for item in weights:
+                name, sep, path = item.partition("=")
+                if not sep or not name or not path:
+                    raise ValueError(f"--weights takes NAME=PATH, got {item!r}")
+                pairs.append((name, path))
+            config = QualityConfig(
+                metrics=tuple(m.strip() for m in metrics.split(",") if m.strip()),
+                protocol=protocol,
+                frames=frames,
+                temporal_frames=temporal_frames,
+                size=size,
+                flow=flow,
+                perceptual_backbone=backbone,
+                lpips_net=lpips_net,
+                tsne_backbone=tsne_backbone,
+                weights=tuple(pairs),
+            )
+            report = quality_report(sources, out, config, workers=workers or None)
+        except (ValueError, KeyError, FileNotFoundError) as err:
+            fail(err)
     print_report(Console(), report)
 
 
@@ -89,8 +97,9 @@ def print_report(console: Console, report) -> None:
         console.print(f"{metric} backbone: {info['name']}, {weights} {info['weights_path']}{fallback}")
     for metric, why in report.unavailable.items():
         console.print(f"[yellow]{metric} not computed[/yellow]: {why}")
-    for key, why in sorted(report.skipped.items()):
-        console.print(f"[yellow]not scored[/yellow] {key}: {why}")
+    for key, reasons in sorted(report.skipped.items()):
+        for metric, why in reasons.items():
+            console.print(f"[yellow]not scored[/yellow] {key} ({metric}): {why}")
     if report.audit is not None:
         print_audit(console, report.audit)
     for name, path in report.files.items():

@@ -75,7 +75,7 @@ class FolderCorpus(Corpus):
     ``compression``, ``target_id``, ``source_id``, ``original_id``, ``mask_path``,
     ``perturbation``, ``frames``, ``fps``, ``width``, ``height``. Empty cells are None; the
     video_id defaults as in folder mode, the method to ``"real"``/``"fake"``. Every listed file
-    must exist.
+    must exist and be a file (not a folder).
 
     Options:
         dataset: the dataset name (default: the root folder's name, made a safe id).
@@ -148,7 +148,8 @@ class FolderCorpus(Corpus):
     def _read_csv(
         root: Path, csv_file: str | os.PathLike[str], dataset: str
     ) -> tuple[Path, list[VideoRecord]]:
-        """Parse the CSV into records; CorpusError naming the file and line for every bad row."""
+        """Parse the CSV into records; CorpusError naming the file and line for every bad row
+        (including one listing a folder)."""
         path = Path(csv_file) if os.path.isabs(csv_file) else root / csv_file
         try:
             with open(path, encoding="utf-8-sig", newline="") as fh:
@@ -181,6 +182,9 @@ class FolderCorpus(Corpus):
                 record = _csv_record(cells, dataset)
             except (CorpusError, RecordError, PathEscapeError) as err:
                 raise CorpusError(f"{path}: line {line}: {err}") from None
+            for listed in (record.relpath, record.mask_relpath):
+                if listed is not None and (root / listed).is_dir():
+                    raise CorpusError(f"{path}: line {line}: {listed} is a folder, not a video file")
             if record.video_id in first_line:
                 raise CorpusError(
                     f"{path}: line {line}: video_id {record.video_id!r} already used on line "

@@ -40,6 +40,10 @@ def fan_weights(weights_dir: str | os.PathLike[str] | None = None) -> tuple[Path
     return folder / S3FD_WEIGHTS, folder / FAN_WEIGHTS
 
 
+def _hint(path: Path) -> str:
+    return f"download {_URL + path.name} into {path.parent}"
+
+
 @register_backend
 class FanBackend(FaceBackend):
     """S3FD face detector and the 2D-FAN-4 landmark network of ``face_alignment`` (``LandmarksType.TWO_D``).
@@ -51,6 +55,11 @@ class FanBackend(FaceBackend):
         device: torch device, ``"cpu"`` (default) or ``"cuda"`` where a GPU is available.
         weights_dir: folder holding ``s3fd-619a316812.pth`` and ``2DFAN4-11f355bf06.pth.tar``
             (default ``$TORCH_HOME/hub/checkpoints``); checked before any model is built.
+
+    Raises:
+        FileNotFoundError: a weight file is missing (named, with where to get it).
+        CheckpointError: a weight file is refused by weights-only unpickling (it may run code), is
+            unreadable, or does not fit its network (:mod:`dftoolkit.checkpoints`).
     """
 
     name = "fan"
@@ -59,6 +68,8 @@ class FanBackend(FaceBackend):
     def __init__(self, *, device: str = "cpu", weights_dir: str | os.PathLike[str] | None = None) -> None:
         s3fd, fan = fan_weights(weights_dir)
         import torch
+
+        from dftoolkit.checkpoints import CheckpointError, fit_state_dict, load_weights
 
         try:
             import face_alignment
@@ -73,16 +84,26 @@ class FanBackend(FaceBackend):
                 self, network_name: str, network_size: int, device: str, dtype: torch.dtype
             ) -> torch.nn.Module:
                 net = FAN(network_size)
-                net.load_state_dict(torch.load(fan, map_location=device, weights_only=True))
+                state = load_weights(fan, what="2D-FAN-4 weights", hint=_hint(fan), map_location=device)
+                fit_state_dict(net, state, where=str(fan), hint=_hint(fan))
                 return net.to(device, dtype=dtype).eval()
 
-        self._fa = LocalFaceAlignment(
-            face_alignment.LandmarksType.TWO_D,
-            device=device,
-            face_detector="sfd",
-            face_detector_kwargs={"path_to_detector": str(s3fd)},
-            compile=False,
-        )
+        try:
+            self._fa = LocalFaceAlignment(
+                face_alignment.LandmarksType.TWO_D,
+                device=device,
+                face_detector="sfd",
+                face_detector_kwargs={"path_to_detector": str(s3fd)},
+                compile=False,
+            )
+        except CheckpointError:
+            raise
+        except Exception:  # face_alignment's own S3FD load: say what is wrong with the file, if it is that
+            from face_alignment.detection.sfd import net_s3fd
+
+            state = load_weights(s3fd, what="S3FD weights", hint=_hint(s3fd))
+            fit_state_dict(net_s3fd.s3fd(), state, where=str(s3fd), hint=_hint(s3fd))
+            raise
 
     def detect(self, image: np.ndarray) -> Faces:
         found = self._fa.face_detector.detect_from_image(np.ascontiguousarray(image).copy())

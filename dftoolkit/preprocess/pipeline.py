@@ -28,6 +28,7 @@ import numpy as np
 
 from dftoolkit.faces.base import Faces
 from dftoolkit.fileio import atomic_write_text
+from dftoolkit.locks import locks_output
 from dftoolkit.manifest import Manifest
 from dftoolkit.preprocess.geometry import DEFAULT_SIZES, crop_matrix, hull_mask, warp
 from dftoolkit.preprocess.store import FaceStore, VideoFaces
@@ -35,6 +36,7 @@ from dftoolkit.preprocess.tracking import link_tracks, main_track, smooth_landma
 from dftoolkit.progress import progress
 from dftoolkit.records import VideoRecord
 from dftoolkit.video import VideoDecodeError, VideoReader, sample_indices
+from dftoolkit.video.reader import CORRUPT_PACKET
 from dftoolkit.workers import run_phases
 
 __all__ = ["ENGINES", "PreprocessConfig", "RunReport", "preprocess", "process_video"]
@@ -218,7 +220,7 @@ def process_video(
     for n, index in enumerate(indices.tolist()):
         if frames[n] is None:
             failed = partial.failed.get(index, "not decoded")
-            status.append("corrupt_packet" if "corrupt" in failed else "decode_error")
+            status.append("corrupt_packet" if failed == CORRUPT_PACKET else "decode_error")
             reason.append(failed)
         elif np.isnan(boxes[n, 0]):
             status.append("no_face")
@@ -345,6 +347,7 @@ def _paths(manifest: Manifest, record: VideoRecord) -> tuple[str, str | None]:
     return str(manifest.path_of(record)), (str(mask) if mask else None)
 
 
+@locks_output("out", "preprocess")
 def preprocess(
     manifest: Manifest,
     out: str | os.PathLike[str],
@@ -355,10 +358,12 @@ def preprocess(
 ) -> RunReport:
     """Turn ``manifest``'s videos into a :class:`FaceStore` at ``out``; resumable.
 
-    Videos already committed are skipped, partial ones (a killed run) redone. ``workers``
-    processes (default: one per core) each hold one face model. A video that fails unexpectedly
-    is reported in ``out/runs/<time>.json`` and left for the next run; corrupt and faceless videos
-    are committed with their statuses.
+    One run at a time per store: it holds ``out``'s lock (:func:`~dftoolkit.locks.output_lock`;
+    :class:`~dftoolkit.locks.FolderLockedError` when another run has it). Videos already committed
+    are skipped, partial ones (a killed run) redone. ``workers`` processes (default: one per core)
+    each hold one face model. A video that fails unexpectedly is reported in
+    ``out/runs/<time>.json`` and left for the next run; corrupt and faceless videos are committed
+    with their statuses.
     """
     config = config or PreprocessConfig()
     if engine not in ENGINES:

@@ -63,7 +63,7 @@ from dftoolkit.fileio import atomic_dir, atomic_write_text
 from dftoolkit.manifest import Manifest
 from dftoolkit.paths import normalise_relpath
 from dftoolkit.preprocess.geometry import centre_crop
-from dftoolkit.records import LABELS
+from dftoolkit.records import LABELS, check_name
 from dftoolkit.sheets import contact_sheet, write_png
 from dftoolkit.video.sampling import sample_indices
 
@@ -91,7 +91,6 @@ FRAMES_FILE = "frames.parquet"
 _STORE_FILE = "store.json"
 _MANIFEST_FILE = "manifest.parquet"
 _KIND = re.compile(r"[a-z][a-z0-9_]*")
-_UNSAFE_NAME = re.compile(r'[/\\:*?"<>|\x00-\x1f]')
 _MISSING = object()
 _BASE_SCHEMA = pa.schema(
     [
@@ -107,16 +106,6 @@ _BASE_SCHEMA = pa.schema(
         ("manipulated", pa.bool_()),
     ]
 )
-
-
-def _check_name(what: str, value: object) -> None:
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"{what} must be a non-empty string, got {value!r}")
-    if _UNSAFE_NAME.search(value) or value.startswith("."):
-        raise ValueError(
-            f"{what} {value!r} must be usable as a folder name and not start with '.' "
-            "(reserved for temporary folders)"
-        )
 
 
 def _check_kind(kind: object) -> None:
@@ -181,8 +170,8 @@ class VideoFaces:
     manipulated: list[bool | None] | None = None
 
     def __post_init__(self) -> None:
-        _check_name("dataset", self.dataset)
-        _check_name("video_id", self.video_id)
+        check_name("dataset", self.dataset)
+        check_name("video_id", self.video_id)
         where = f"{self.dataset}/{self.video_id}"
         indices = np.asarray(self.frame_indices)
         if indices.ndim != 1 or (indices.size and not np.issubdtype(indices.dtype, np.integer)):
@@ -411,8 +400,8 @@ class FaceStore:
         return self.root / normalise_relpath(relpath)
 
     def _video_dir(self, dataset: str, video_id: str) -> Path:
-        _check_name("dataset", dataset)
-        _check_name("video_id", video_id)
+        check_name("dataset", dataset)
+        check_name("video_id", video_id)
         return self.root / "videos" / dataset / video_id
 
     def has(self, dataset: str, video_id: str) -> bool:
@@ -442,7 +431,7 @@ class FaceStore:
                     f"video {video_id!r} of dataset {dataset!r} is not in the store {self.root}"
                 )
             return dataset
-        _check_name("video_id", video_id)
+        check_name("video_id", video_id)
         found = [d.name for d in self._dataset_dirs() if (d / video_id / FRAMES_FILE).is_file()]
         if not found:
             raise LookupError(f"video {video_id!r} is not in the store {self.root}")
@@ -482,7 +471,8 @@ class FaceStore:
     def clean_partial(self) -> list[Path]:
         """Remove the temporary folders and files a killed run left behind; return what was removed.
 
-        Call it only while no other process writes to the store (the pipeline does at start).
+        Call it only while holding the store's lock (:func:`dftoolkit.locks.output_lock`; the
+        pipeline does at start): another run's in-flight folders look exactly like leftovers.
         """
         leftovers = [p for d in self._dataset_dirs() for p in d.iterdir() if p.name.startswith(".")]
         if self.root.is_dir():

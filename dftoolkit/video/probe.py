@@ -10,7 +10,15 @@ from pathlib import Path
 import av
 import numpy as np
 
-__all__ = ["PacketIndex", "VideoDecodeError", "VideoInfo", "inspect_container", "open_video", "probe"]
+__all__ = [
+    "PacketIndex",
+    "VideoDecodeError",
+    "VideoInfo",
+    "check_decodable",
+    "inspect_container",
+    "open_video",
+    "probe",
+]
 
 
 class VideoDecodeError(RuntimeError):
@@ -152,3 +160,23 @@ def probe(path: str | os.PathLike[str], exact: bool = True) -> VideoInfo:
     """
     with open_video(path) as container:
         return inspect_container(container, path, exact)[0]
+
+
+def check_decodable(path: str | os.PathLike[str]) -> None:
+    """Decode the video's first frame and no more; VideoDecodeError naming the file when none does.
+
+    For a header that opens but frames that do not decode (a garbled stream, a size the decoder
+    refuses), which :func:`probe` alone cannot tell. The frame is not converted to RGB.
+    """
+    error: av.error.FFmpegError | None = None
+    with open_video(path) as container:
+        try:
+            for packet in container.demux(container.streams.video[0]):
+                try:
+                    if packet.decode():
+                        return
+                except av.error.FFmpegError as err:  # try the next packet
+                    error = error or err
+        except av.error.FFmpegError as err:  # demuxing stopped
+            error = error or err
+    raise VideoDecodeError(f"{path}: no frame decodes" + (f" (decoder error: {error})" if error else ""))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,7 +14,7 @@ import numpy as np
 
 from dftoolkit.video.probe import PacketIndex, VideoDecodeError, VideoInfo, inspect_container, open_video
 
-__all__ = ["ENGINES", "STRATEGIES", "PartialRead", "VideoReader"]
+__all__ = ["CORRUPT_PACKET", "ENGINES", "STRATEGIES", "PartialRead", "VideoReader"]
 
 STRATEGIES = ("auto", "forward", "seek")
 ENGINES = ("auto", "pyav")
@@ -24,6 +24,8 @@ SEEK_COST_FRAMES = 6
 # A seek that lands past its keyframe is retried from up to this many earlier keyframes; after
 # that the reader decodes from the first frame.
 SEEK_RETRIES = 3
+# The reason given for a frame whose packet the container flags as corrupt or truncated.
+CORRUPT_PACKET = "the frame's packet is corrupt or truncated"
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,11 @@ class VideoReader:
     ``engine="auto"`` runs forward passes through OpenCV's FFmpeg reader, which skips frames
     (``grab``) with less per-frame overhead than PyAV and gives bit-identical RGB (tested on every
     sample codec); PyAV builds the frame index, seeks, and takes over where OpenCV cannot open the
-    file. ``engine="pyav"`` uses PyAV alone.
+    file or stops before the end (OpenCV gives up at the first packet that fails to decode, PyAV
+    decodes on past it). ``engine="pyav"`` uses PyAV alone.
+
+    A damaged file never loses frames silently: :meth:`read_partial` gives a reason for every
+    frame that did not decode, and the other reads raise :class:`VideoDecodeError`.
 
     Example:
         >>> reader = VideoReader("clip.mp4")                       # doctest: +SKIP
@@ -128,7 +134,7 @@ class VideoReader:
         return f"VideoReader({str(self.path)!r}, {i.frames} frames, {i.width}x{i.height}, {i.fps:.3f} fps)"
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        """Every frame in order, ``(H, W, 3)`` uint8 RGB."""
+        """Every frame in order, ``(H, W, 3)`` uint8 RGB; see :meth:`iter_frames` for errors."""
         for _, frame in self.iter_frames():
             yield frame
 
@@ -137,8 +143,9 @@ class VideoReader:
     ) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(index, frame)`` in ascending index order for ``indices`` (default: all frames).
 
-        Raises VideoDecodeError if a requested frame cannot be decoded; use :meth:`read_partial`
-        to get what decoded instead.
+        Raises VideoDecodeError, after yielding every frame that decoded, if a requested frame
+        cannot be decoded; for all frames, if fewer than :attr:`num_frames` decoded (when that
+        count is exact) or the decoder failed. Use :meth:`read_partial` to get what decoded instead.
         """
         wanted = None if indices is None else np.unique(_as_indices(indices))
         errors: list[str] = []
@@ -146,11 +153,17 @@ class VideoReader:
         for position, frame in self._decode(wanted, errors):
             delivered.add(position)
             yield position, frame
-        if wanted is not None and len(delivered) < len(wanted):
-            missing = [int(i) for i in wanted if int(i) not in delivered]
-            raise VideoDecodeError(self._failure_message(missing, errors))
+        expected = (
+            range(self.num_frames if self.info.frames_exact else 0) if wanted is None else wanted.tolist()
+        )
+        missing = [int(i) for i in expected if int(i) not in delivered]
+        if missing:
+            raise VideoDecodeError(
+                f"{self._failure_message(missing, self._reason(missing[0], errors))} "
+                f"({len(delivered)} of {len(expected)} frames decoded)"
+            )
         if wanted is None and errors:
-            raise VideoDecodeError(f"{self.path}: decoding failed after {len(delivered)} frames: {errors[0]}")
+            raise VideoDecodeError(f"{self.path}: decoder error after {len(delivered)} frames: {errors[0]}")
 
     def read(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
         """Frames at ``indices`` (any order, repeats allowed) as ``(N, H, W, 3)`` uint8 RGB.
@@ -159,7 +172,8 @@ class VideoReader:
         """
         result = self.read_partial(indices)
         if result.failed:
-            raise VideoDecodeError(self._failure_message(sorted(result.failed), list(result.failed.values())))
+            missing = sorted(result.failed)
+            raise VideoDecodeError(self._failure_message(missing, result.failed[missing[0]]))
         return result.frames
 
     def read_partial(self, indices: Sequence[int] | np.ndarray) -> PartialRead:
@@ -179,20 +193,20 @@ class VideoReader:
     # -- internals -----------------------------------------------------------------------------
 
     def _reason(self, position: int, errors: list[str]) -> str:
+        """Why the frame at ``position`` did not decode, given the decoder's ``errors``."""
         index = self._index
         if index is not None and position < index.num_frames and index.corrupt[position]:
-            return "the frame's packet is corrupt or truncated"
-        if index is not None and index.error:
-            return f"not decoded: {index.error}"
+            return CORRUPT_PACKET
         if position >= self.num_frames:
-            return f"beyond the last frame (the video has {self.num_frames})"
+            end = f"beyond the last frame (the video has {self.num_frames})"
+            return f"{end}; {index.error}" if index is not None and index.error else end
         if errors:
             return f"decoder error: {errors[0]}"
-        return f"the decoder returned no frame for index {position} (truncated or corrupt stream)"
+        return f"the decoder returned no frame for index {position}"
 
-    def _failure_message(self, missing: list[int], errors: list[str]) -> str:
+    def _failure_message(self, missing: list[int], reason: str) -> str:
         shown = ", ".join(map(str, missing[:8])) + (", ..." if len(missing) > 8 else "")
-        return f"{self.path}: could not read frame(s) {shown}: {self._reason(missing[0], errors)}"
+        return f"{self.path}: could not read frame(s) {shown}: {reason}"
 
     def _plan(self, wanted: np.ndarray) -> list[_Segment]:
         forward = [_Segment(0, False, wanted.tolist())]
@@ -225,28 +239,45 @@ class VideoReader:
         return container, stream
 
     def _decode(self, wanted: np.ndarray | None, errors: list[str]) -> Iterator[tuple[int, np.ndarray]]:
-        """Yield ``(position, rgb)`` for the wanted positions (all when None), ascending."""
+        """Yield ``(position, rgb)`` for the wanted positions (all when None), ascending.
+
+        Where the OpenCV pass stops before the last frame wanted and the file has more (a packet
+        OpenCV could not decode), PyAV, which decodes on past such a packet, reads the rest: the
+        wanted frames from the one OpenCV stopped at, planned like any read.
+        """
         if wanted is None:
             segments = [_Segment(0, False, [])]
         elif len(wanted) == 0:
             return
         else:
             segments = self._plan(wanted)
+        keep_from = 0 if wanted is None else None
         if len(segments) == 1 and not segments[0].seek and self.engine == "auto":
             capture = cv2.VideoCapture(str(self.path))
             if capture.isOpened():
                 try:
-                    yield from self._run_opencv(capture, wanted)
+                    stopped = yield from self._run_opencv(capture, wanted)
                 finally:
                     capture.release()
-                return
+                # Short: before the frame count, or before a wanted frame past an estimated count.
+                short = stopped is not None and (
+                    stopped < self.num_frames or (wanted is not None and not self.info.frames_exact)
+                )
+                if not short:
+                    return
+                if wanted is not None:
+                    segments = self._plan(wanted[wanted >= stopped])
+                elif self._index is not None:
+                    segments, keep_from = self._plan(np.arange(stopped, self._index.num_frames)), None
+                else:
+                    keep_from = stopped
         container, stream = self._open_stream()
         try:
             pending = list(segments)
             while pending:
                 segment = pending.pop(0)
                 try:
-                    yield from self._run_segment(container, stream, segment, errors, keep_all=wanted is None)
+                    yield from self._run_segment(container, stream, segment, errors, keep_from)
                 except _SeekMissed:
                     # No seek reached a keyframe before the targets (see _seek): start again
                     # from the first frame and decode forward for everything still wanted.
@@ -259,13 +290,19 @@ class VideoReader:
 
     def _run_opencv(
         self, capture: cv2.VideoCapture, wanted: np.ndarray | None
-    ) -> Iterator[tuple[int, np.ndarray]]:
-        """Forward pass with OpenCV: ``grab`` every frame, convert only the wanted ones."""
+    ) -> Generator[tuple[int, np.ndarray], None, int | None]:
+        """Forward pass with OpenCV: ``grab`` every frame, convert only the wanted ones.
+
+        Returns the position where ``grab`` failed (the end of the stream, or a packet OpenCV
+        could not decode), or None when the last wanted frame was reached.
+        """
         corrupt = self._index.corrupt if self._index is not None else np.zeros(0, dtype=bool)
         targets = None if wanted is None else set(wanted.tolist())
         last = None if wanted is None else int(wanted[-1])
         position = 0
-        while (last is None or position <= last) and capture.grab():
+        while last is None or position <= last:
+            if not capture.grab():
+                return position
             if (targets is None or position in targets) and not (
                 position < len(corrupt) and corrupt[position]
             ):
@@ -273,6 +310,7 @@ class VideoReader:
                 if ok:
                     yield position, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
             position += 1
+        return None
 
     def _seek(
         self, container: av.container.InputContainer, stream: av.video.stream.VideoStream, start: int
@@ -313,8 +351,15 @@ class VideoReader:
         stream: av.video.stream.VideoStream,
         segment: _Segment,
         errors: list[str],
-        keep_all: bool,
+        keep_from: int | None,
     ) -> Iterator[tuple[int, np.ndarray]]:
+        """Decode ``segment``, yielding its targets and, unless ``keep_from`` is None, every
+        position from ``keep_from`` on; raises _SeekMissed where the seek landed past a target.
+
+        Frames are taken in ascending position only: after a damaged packet a decoder can return
+        a frame late (after later ones, or twice), and such a frame is dropped as not decoded, so
+        that a frame read alone and in any set reads the same and reads stop at the last target.
+        """
         index = self._index
         targets = set(segment.targets)
         last = segment.targets[-1] if segment.targets else None
@@ -322,7 +367,7 @@ class VideoReader:
         if packets is None:
             raise _SeekMissed
         check = segment.seek  # the first frame after a seek must not be past the first target
-        ordinal = 0
+        ordinal, previous = 0, -1
         for packet in packets:  # demux ends with an empty packet that drains the decoder
             try:
                 frames = packet.decode()
@@ -335,13 +380,16 @@ class VideoReader:
                     ordinal += 1
                 else:
                     position = index.position_of_pts.get(frame.pts) if frame.pts is not None else None
-                if position is None or (index is not None and index.corrupt[position]):
+                if position is None or position <= previous:
+                    continue
+                previous = position
+                if index is not None and index.corrupt[position]:
                     continue
                 if check:
                     check = False
                     if position > segment.targets[0]:
                         raise _SeekMissed
-                if keep_all or position in targets:
+                if (keep_from is not None and position >= keep_from) or position in targets:
                     targets.discard(position)
                     yield position, frame.to_ndarray(format="rgb24")
                 if last is not None and position >= last:

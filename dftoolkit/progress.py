@@ -12,17 +12,21 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 __all__ = ["is_quiet", "progress", "set_quiet"]
 
 T = TypeVar("T")
-_quiet = os.environ.get("DFTOOLKIT_QUIET", "") not in ("", "0")
+_quiet: bool | None = None  # set by set_quiet; None: DFTOOLKIT_QUIET decides
 
 
-def set_quiet(quiet: bool) -> None:
-    """Turn progress bars (and other chatter) off or on for this process."""
+def set_quiet(quiet: bool | None) -> None:
+    """Turn progress bars (and other chatter) off or on for this process; None: as ``DFTOOLKIT_QUIET``
+    says (set and not ``0``: quiet)."""
     global _quiet
     _quiet = quiet
 
 
 def is_quiet() -> bool:
-    return _quiet
+    """Whether progress bars and chatter are off: :func:`set_quiet`'s choice, else the environment's."""
+    if _quiet is not None:
+        return _quiet
+    return os.environ.get("DFTOOLKIT_QUIET", "") not in ("", "0")
 
 
 def progress(
@@ -37,7 +41,7 @@ def progress(
     With ``count`` (e.g. frames per finished video), the bar also shows the running total of
     ``unit`` and their rate per second.
     """
-    if _quiet:
+    if is_quiet():
         yield from items
         return
     if total is None and hasattr(items, "__len__"):

@@ -47,7 +47,7 @@ import numpy as np
 
 from dftoolkit import __version__
 from dftoolkit.fileio import atomic_path, atomic_write_text
-from dftoolkit.generators.base import FaceTrack, get_blend, get_method
+from dftoolkit.generators.base import BLENDS, Blend, FaceTrack, get_blend, get_method
 from dftoolkit.generators.material import face_patches, face_track
 from dftoolkit.generators.perturb import Chain, PerturbingWriter, resolve_chain
 from dftoolkit.locks import locks_output, remove_temporaries
@@ -168,7 +168,8 @@ class _Output:
 
 @dataclass(frozen=True)
 class _FakeJob:
-    """Everything one worker needs to make the fakes of one (method, pair): picklable."""
+    """Everything one worker needs to make the fakes of one (method, pair): picklable. ``seed``
+    (from the build's seed, the method and the pair) seeds the blends that draw random numbers."""
 
     method: str
     method_options: dict[str, Any]
@@ -388,7 +389,7 @@ def _fake_job(job: _FakeJob) -> dict[str, Any]:
             method = get_method(job.method)(patches, target, **job.method_options)
         except ValueError as err:  # the material cannot drive this method (e.g. one source face)
             return {"kind": "fake", "key": key, "not_made": str(err)}
-        blends = {name: get_blend(name, **options) for name, options in job.blends}
+        blends = {name: _seeded_blend(name, options, job.seed) for name, options in job.blends}
         reader = VideoReader(job.target_path)
         wanted = set(np.linspace(0, len(target) - 1, SHEET_FRAMES).round().astype(int).tolist())
         kept: dict[str, list[np.ndarray]] = {"original": [], "mask": [], **{b: [] for b in blends}}
@@ -454,6 +455,13 @@ def _fake_job(job: _FakeJob) -> dict[str, Any]:
         "made": len(job.outputs),
         "seconds": time.perf_counter() - start,
     }
+
+
+def _seeded_blend(name: str, options: dict[str, Any], seed: int) -> Blend:
+    """The blend ``name``; one that draws random numbers (``idt``, ``sot``) is seeded by ``seed``
+    unless ``options`` give its seed."""
+    own = {"seed": seed} if "seed" in BLENDS.get(name).option_names() else {}
+    return get_blend(name, **{**own, **options})
 
 
 def _real_job(job: _RealJob) -> dict[str, Any]:

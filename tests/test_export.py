@@ -1,16 +1,23 @@
-"""Export: Hugging Face folder, Parquet and CSV, each written atomically."""
+"""Export: Hugging Face folder and card, Parquet, CSV and DeepfakeBench JSON, each written atomically."""
 
 from __future__ import annotations
 
 import csv
+import json
+import re
+import shutil
 from pathlib import Path
 
 import datasets
 import pytest
+from typer.testing import CliRunner
 
-from dftoolkit.export import EXPORT_FORMATS, export_manifest
+import dftoolkit
+from dftoolkit.cli import app
+from dftoolkit.export import DEFAULT_FORMATS, EXPORT_FORMATS, export_manifest
 from dftoolkit.manifest import Manifest, ManifestError
-from dftoolkit.records import VideoRecord
+from dftoolkit.records import SPLITS, VideoRecord
+from dftoolkit.video import VideoReader
 
 
 def ffpp_records(n_ids: int = 6) -> list[VideoRecord]:
@@ -73,7 +80,8 @@ def test_all_formats(manifest, tmp_path):
     out = tmp_path / "export"
     written = export_manifest(manifest, out)
     assert written == {"hf": out / "hf", "parquet": out / "manifest.parquet", "csv": out / "manifest.csv"}
-    assert EXPORT_FORMATS == ("hf", "parquet", "csv")
+    assert DEFAULT_FORMATS == ("hf", "parquet", "csv")
+    assert EXPORT_FORMATS == ("hf", "parquet", "csv", "dfb")
     assert sorted(p.name for p in out.iterdir()) == ["hf", "manifest.csv", "manifest.parquet"]
 
     loaded = datasets.load_from_disk(str(out / "hf"))
@@ -84,6 +92,10 @@ def test_all_formats(manifest, tmp_path):
     assert label.names == ["real", "fake"]
     row = loaded["test"][1]
     assert (row["video_id"], row["label"], row["original_id"], row["fps"]) == ("004_005", 1, "004", 29.97)
+    assert row["root"] == str(manifest.root)
+    assert Path(row["path"]) == manifest.root / row["relpath"] and Path(row["path"]).is_file()
+    info = loaded["test"].info
+    assert info.version == datasets.Version(dftoolkit.__version__) and "ffpp" in info.description
 
     back = Manifest.read_parquet(out / "manifest.parquet")
     assert back.records == manifest.records
@@ -162,9 +174,119 @@ def test_unknown_format_writes_nothing(manifest, tmp_path):
 
 
 def test_missing_root_fails_before_writing(tmp_path):
-    manifest = Manifest(ffpp_records())  # no root: CSV paths cannot be made
-    with pytest.raises(ManifestError, match="no root"):
-        export_manifest(manifest, tmp_path / "export")
-    assert not (tmp_path / "export").exists()
-    written = export_manifest(manifest, tmp_path / "export", formats=("hf", "parquet"))
-    assert set(written) == {"hf", "parquet"}
+    manifest = Manifest(ffpp_records())  # no root: the hf and CSV paths cannot be made
+    for formats in (["parquet", "hf"], ["parquet", "csv"]):
+        with pytest.raises(ManifestError, match="no root"):
+            export_manifest(manifest, tmp_path / "export", formats=formats)
+        assert not (tmp_path / "export").exists()
+    written = export_manifest(manifest, tmp_path / "export", formats=("parquet",))
+    assert set(written) == {"parquet"}
+
+
+def test_hf_rows_open_their_videos_by_path_after_the_export_moves(samples_manifest, tmp_path):
+    export_manifest(samples_manifest, tmp_path / "export", formats=["hf"])
+    moved = shutil.move(tmp_path / "export" / "hf", tmp_path / "elsewhere")
+    loaded = datasets.load_from_disk(str(moved))
+    assert len(loaded) == len(samples_manifest)
+    for row in loaded:
+        assert Path(row["root"]) / row["relpath"] == Path(row["path"])
+        frame = VideoReader(row["path"]).read([0])
+        assert frame.shape[0] == 1 and frame.shape[-1] == 3
+
+
+def card_table(card: str, field: str) -> dict[str, int]:
+    """The ``### By <field>`` table of a dataset card as value -> videos."""
+    section = card.split(f"### By {field}\n\n", 1)[1].split("\n\n", 1)[0]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^\| (.+?) \| (\d+) \|$", section, re.M)}
+
+
+def test_hf_dataset_card(manifest, tmp_path):
+    manifest = Manifest.concat(
+        [manifest, Manifest([VideoRecord("extra", "x", "x.mp4", 1, split="train")], root=tmp_path)]
+    )
+    source = tmp_path / "grouped.parquet"
+    export_manifest(manifest, tmp_path / "export", formats=["hf"], source=source)
+    card = (tmp_path / "export" / "hf" / "README.md").read_text("utf-8")
+    front, body = card.removeprefix("---\n").split("\n---\n", 1)
+    assert "config_name: default" in front and "path: train/data-*.arrow" in front
+    assert "class_label:" in front and "- name: path" in front and "num_examples: 5" in front
+    assert card_table(body, "split") == {"train": 5, "val": 4, "test": 4}
+    assert card_table(body, "dataset") == {"ffpp": 12, "extra": 1}
+    assert card_table(body, "label") == {"real": 6, "fake": 7}
+    assert card_table(body, "method") == {"Deepfakes": 6, "youtube": 6, "-": 1}
+    assert f"`{source}`" in body and f"`{manifest.roots['ffpp']}`" in body and f"`{tmp_path}`" in body
+    assert f"dftoolkit {dftoolkit.__version__}" in body and "load_from_disk" in body
+    assert isinstance(datasets.load_from_disk(str(tmp_path / "export" / "hf")), datasets.DatasetDict)
+
+
+@pytest.fixture(scope="module")
+def face_store(tmp_path_factory, samples_manifest) -> tuple[Manifest, Path]:
+    """Three sample videos with splits, jesper relabelled a Deepfakes fake, and their FaceStore.
+
+    carphone_distorted is too blurred for the detector: every frame is ``no_face``.
+    """
+    from dftoolkit.preprocess import PreprocessConfig, preprocess
+
+    chosen = {"carphone_pristine": "train", "jesper_webcam": "test", "carphone_distorted": "val"}
+    three = samples_manifest.filter(video_id=list(chosen))
+    store = tmp_path_factory.mktemp("faces") / "store"
+    preprocess(three, store, PreprocessConfig(frames=4), workers=1)
+    split = three.map_records(lambda r: r.replace(split=chosen[r.video_id]))
+    return split.map_records(
+        lambda r: r.replace(label=1, method="Deepfakes") if r.video_id == "jesper_webcam" else r
+    ), store
+
+
+def test_dfb_json_lists_face_crops(face_store, tmp_path):
+    manifest, store = face_store
+    written = export_manifest(manifest, tmp_path / "export", formats=["dfb"], store=store)
+    assert written == {"dfb": tmp_path / "export" / "dfb"}
+    assert sorted(p.name for p in written["dfb"].iterdir()) == ["README.md", "samples.json"]
+    data = json.loads((written["dfb"] / "samples.json").read_text("utf-8"))
+    assert list(data) == ["samples"]
+    labels = data["samples"]
+    assert sorted(labels) == ["samples-Deepfakes", "samples-real"]
+    assert all(list(splits) == list(SPLITS) for splits in labels.values())  # DeepfakeBench indexes each
+    videos = {
+        (label, split, video_id): video
+        for label, splits in labels.items()
+        for split, entries in splits.items()
+        for video_id, video in entries.items()
+    }
+    assert sorted(videos) == [
+        ("samples-Deepfakes", "test", "jesper_webcam"),
+        ("samples-real", "train", "carphone_pristine"),
+    ]
+    for (label, _, _), video in videos.items():
+        assert video["label"] == label
+        indices = [int(Path(f).stem) for f in video["frames"]]
+        assert len(indices) == 4 and indices == sorted(indices)
+        assert all(Path(f).is_absolute() and Path(f).is_file() for f in video["frames"])
+    readme = (written["dfb"] / "README.md").read_text("utf-8")
+    assert "  samples-real: 0\n  samples-Deepfakes: 1" in readme
+    assert "no ok face crop (1)\n\n- samples/carphone_distorted (val)" in readme
+
+
+def test_dfb_refuses_without_splits_store_or_stored_videos(face_store, samples_manifest, tmp_path):
+    manifest, store = face_store
+    out = tmp_path / "export"
+    unsplit = manifest.map_records(lambda r: r.replace(split=None) if r.split == "test" else r)
+    with pytest.raises(ManifestError, match=r"^1 of 3 rows have no split"):
+        export_manifest(unsplit, out, formats=["hf", "dfb"], store=store)
+    with pytest.raises(ValueError, match="needs a face store"):
+        export_manifest(manifest, out, formats=["hf", "dfb"])
+    more = samples_manifest.filter(video_id=["hello_720p"]).map_records(lambda r: r.replace(split="val"))
+    with pytest.raises(ValueError, match=r"1 of 4 videos are not in the face store"):
+        export_manifest(Manifest.concat([manifest, more]), out, formats=["hf", "dfb"], store=store)
+    assert not out.exists()
+
+
+def test_cli_exports_dfb(face_store, tmp_path):
+    manifest, store = face_store
+    manifest.write_parquet(tmp_path / "split.parquet")
+    args = ["export", str(tmp_path / "split.parquet"), "--out", str(tmp_path / "export"), "--formats", "dfb"]
+    refused = CliRunner().invoke(app, args)
+    assert refused.exit_code == 2 and "needs a face store" in refused.output
+    result = CliRunner().invoke(app, [*args, "--store", str(store)])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "export" / "dfb" / "samples.json").is_file()

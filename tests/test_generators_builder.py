@@ -127,6 +127,20 @@ def test_same_seed_same_corpus(built, reals, tmp_path):
     assert np.array_equal(_frames(tmp_path / fake.relpath), _frames(out / twin.relpath))
 
 
+def test_build_seed_seeds_the_random_blends(reals, tmp_path):
+    """The build's seed reaches the blends that draw random numbers: two seeds, other sot pixels."""
+    fakes, params = [], []
+    for seed in (1, 2):
+        out = tmp_path / str(seed)
+        built = build_dataset(reals, out, methods=["swap"], blends=["sot"], seed=seed, crf=None, workers=1)
+        (fake,) = built.filter(label=1, original_id="carphone_pristine")
+        fakes.append(_frames(out / fake.relpath))
+        provenance = json.loads((out / "provenance" / f"{fake.video_id}.json").read_text())
+        params.append(provenance["blend_params"]["seed"])
+    assert params[0] != params[1]
+    assert not np.array_equal(*fakes)
+
+
 def test_faceless_target_is_not_labelled_fake(reals, sample, tmp_path):
     """A real video without a face (the slides of the hello_720p screencast, cropped away from the
     presenter) as a target gives no fake, and the reason is recorded; its pair partner still works."""

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from dftoolkit import Manifest, VideoRecord
-from dftoolkit.preprocess import FaceStore, PreprocessConfig, preprocess
+from dftoolkit.preprocess import FaceStore, PreprocessConfig, preprocess, process_video
+from dftoolkit.preprocess.geometry import transform_points
 from dftoolkit.video import VideoReader, VideoWriter
 
 ALL_CROPS = ("face", "aligned", "ffhq", "mouth")
@@ -53,6 +54,24 @@ def corpus(tmp_path, sample):
         VideoRecord("t", "broken", "real/broken.mp4", 0),
     ]
     return Manifest(records, root=root)
+
+
+def test_scale_sets_the_face_crops_enlargement(sample, cascade):
+    """The detected box's longer side spans ``size / scale`` pixels of the face crop."""
+    record = VideoRecord("t", "carphone", "carphone.mp4", 0)
+    made = {
+        scale: process_video(
+            record, sample("carphone_pristine"), None, PreprocessConfig(frames=2, scale=scale), cascade
+        )
+        for scale in (1.3, 2.6)
+    }
+    for scale, faces in made.items():
+        assert faces.status == ["ok", "ok"]
+        corners = faces.boxes.reshape(-1, 2, 2)  # (x0, y0), (x1, y1)
+        ends = transform_points(corners, faces.matrices["face"])
+        np.testing.assert_allclose(np.abs(ends[:, 1] - ends[:, 0]).max(1), 256 / scale, rtol=1e-5)
+    np.testing.assert_array_equal(made[1.3].boxes, made[2.6].boxes)
+    assert not np.array_equal(made[1.3].crops["face"][0], made[2.6].crops["face"][0])
 
 
 def _coffee() -> np.ndarray:

@@ -36,6 +36,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},  # inherited by every command
 )
 
 
@@ -47,12 +48,14 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _global_options(
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or chatter."),
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", help="No progress bars or chatter (also DFTOOLKIT_QUIET=1)."
+    ),
     version: bool = typer.Option(
         False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
     ),
 ) -> None:
-    set_quiet(quiet)
+    set_quiet(True if quiet else None)  # without --quiet, DFTOOLKIT_QUIET decides
 
 
 for _name in COMMAND_MODULES:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import NoReturn
@@ -34,6 +35,21 @@ def dataframe_table(frame: pd.DataFrame, title: str) -> Table:
     for row in frame.itertuples(index=False):
         table.add_row(*(Text("-" if value is None else str(value)) for value in row))
     return table
+
+
+def comma_list(text: str) -> list[str]:
+    """The non-empty, stripped items of a comma-separated option: ``"a, b,"`` -> ``["a", "b"]``."""
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+@contextlib.contextmanager
+def warnings_as_lines() -> Iterator[None]:
+    """Print the warnings raised inside as one ``warning: <message>`` line each on stderr, instead of
+    Python's format (the category, then the source line that raised it)."""
+    with warnings.catch_warnings(record=True) as caught:
+        yield
+    for warning in caught:
+        typer.echo(f"warning: {' '.join(str(warning.message).split())}", err=True)
 
 
 def fail(error: BaseException | str, code: int = 2) -> NoReturn:

@@ -10,8 +10,9 @@ from typing import Any
 import pandas as pd
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-from dftoolkit.cli._render import dataframe_table
+from dftoolkit.cli._render import dataframe_table, fail
 from dftoolkit.corpora import CorpusError, get_corpus, index_corpus, list_corpora, validate_corpus
 from dftoolkit.fileio import atomic_write_text
 
@@ -51,11 +52,6 @@ def loader_options(name: str) -> list[tuple[str, str]]:
     ]
 
 
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    typer.echo(f"error: {' '.join(message.split())}", err=True)
-    return typer.Exit(code)
-
-
 def corpora(name: str = typer.Argument(None, help="Show one loader's options and documentation.")) -> None:
     """List the corpus loaders (or describe one)."""
     console = Console()
@@ -68,9 +64,9 @@ def corpora(name: str = typer.Argument(None, help="Show one loader's options and
     try:
         loader = type(get_corpus(name))
     except KeyError as err:
-        raise _fail(str(err.args[0])) from None
-    console.print(f"[bold]{name}[/bold]: {loader.description}\n")
-    console.print(inspect.getdoc(loader) or "")
+        fail(err)
+    console.print(f"[bold]{escape(name)}[/bold]: {escape(loader.description)}\n")
+    console.print(escape(inspect.getdoc(loader) or ""))
     options = pd.DataFrame(loader_options(name), columns=["option", "default"])
     console.print(dataframe_table(options, "options (-O KEY=VALUE)"))
 
@@ -95,7 +91,7 @@ def index(
     try:
         manifest = index_corpus(corpus, root, **parse_options(option))
     except (CorpusError, KeyError, TypeError, ValueError) as err:
-        raise _fail(str(err.args[0]) if isinstance(err, KeyError) else str(err)) from None
+        fail(err)
     console = Console()
     if probe:
         manifest, failures = probe_manifest(manifest, workers=workers or None, exact=not fast)
@@ -104,9 +100,8 @@ def index(
             atomic_write_text(
                 report, json.dumps({"/".join(k): v for k, v in sorted(failures.items())}, indent=1)
             )
-            console.print(
-                f"[yellow]{len(failures)} file(s) could not be probed; reasons in {report}[/yellow]"
-            )
+            message = f"{len(failures)} file(s) could not be probed; reasons in {report}"
+            console.print(message, style="yellow", markup=False)
     manifest.write_parquet(output)
     console.print(dataframe_table(manifest.summary(), f"{output}: {len(manifest)} videos"))
 
@@ -122,7 +117,7 @@ def validate(
     try:
         report = validate_corpus(corpus, root, probe=probe, **parse_options(option))
     except (CorpusError, KeyError, TypeError, ValueError) as err:
-        raise _fail(str(err.args[0]) if isinstance(err, KeyError) else str(err)) from None
+        fail(err)
     if json_out:
         atomic_write_text(json_out, json.dumps(report.to_dict(), indent=1))
     rows = []
@@ -148,7 +143,7 @@ def validate(
     console = Console()
     console.print(dataframe_table(pd.DataFrame(rows, columns=columns), f"{corpus} at {report.root}"))
     for problem in report.problems:
-        console.print(f"[red]problem:[/red] {problem}")
+        console.print(f"[red]problem:[/red] {escape(problem)}")
     console.print("[green]layout complete[/green]" if report.ok else "[red]layout incomplete[/red]")
     if not report.ok:
         raise typer.Exit(1)

@@ -41,11 +41,13 @@ def _write_corpus_csv(path: Path, samples) -> None:
 
 
 def demo(
-    out: Path = typer.Option(Path("demo-out"), help="Folder for the demo's outputs."),
+    out: Path = typer.Option(Path("demo-out"), "--out", "-o", help="Folder for the demo's outputs."),
     frames: int = typer.Option(32, help="Frames sampled per video."),
+    workers: int = typer.Option(0, help="Processes of every parallel step (0: one per core)."),
 ) -> None:
     """Fetch the real sample media, index it as a corpus, split, export, sample frames, draw a sheet."""
     console = Console()
+    processes = workers or None
     samples = fetch_samples()
     root = samples.root
     console.print(f"[bold]1. Sample media[/bold]: {len(samples)} real face videos fetched into {root}")
@@ -58,7 +60,7 @@ def demo(
         f"[bold]2. Validate[/bold] (folder loader, {corpus_csv}): layout {status}, every file decodes"
     )
     manifest = index_corpus("folder", root, csv=str(corpus_csv.resolve()), dataset="samples")
-    manifest, failures = probe_manifest(manifest, exact=True)
+    manifest, failures = probe_manifest(manifest, workers=processes, exact=True)
     for key, reason in failures.items():
         console.print(f"  [yellow]could not probe {'/'.join(key)}: {reason}[/yellow]")
     table = manifest.to_pandas()[["video_id", "target_id", "frames", "fps", "width", "height"]]
@@ -90,7 +92,7 @@ def demo(
     console.print(f"   contact sheet of the sampled frames: {sheet_path.resolve()}")
 
     config = PreprocessConfig(crops=("face", "aligned", "ffhq", "mouth"), frames=frames)
-    report = preprocess(manifest, out / "faces", config)
+    report = preprocess(manifest, out / "faces", config, workers=processes)
     console.print(
         f"[bold]7. Preprocess[/bold] ({config.backend} + cascade, {', '.join(config.crops)}): "
         f"{report.processed} videos, {report.frames} frames in {report.seconds:.1f} s "
@@ -104,16 +106,16 @@ def demo(
     store.sheet(shown, faces_sheet, crops=config.crops, max_frames=8)
     console.print(f"   crops, landmarks and masks of {shown}: {faces_sheet.resolve()}")
 
-    if _generate(console, indexed, out / "srdf"):
-        _audit(console, out / "srdf", out / "audit")
-        _quality(console, indexed, out / "srdf", out / "quality")
+    if _generate(console, indexed, out / "srdf", processes):
+        _audit(console, out / "srdf", out / "audit", processes)
+        _quality(console, indexed, out / "srdf", out / "quality", processes)
 
 
 # One talking head per person: the generator pairs different people.
 GENERATOR_REALS = ("carphone_pristine", "jesper_webcam", "hello_720p")
 
 
-def _generate(console: Console, indexed, out: Path) -> bool:
+def _generate(console: Console, indexed, out: Path, workers: int | None) -> bool:
     """Step 8; False when it could not run."""
     from dftoolkit.generators import build_dataset
     from dftoolkit.generators.builder import BuildReport
@@ -131,6 +133,7 @@ def _generate(console: Console, indexed, out: Path) -> bool:
         perturbations=[None, "random"],
         seed=0,
         sheets=True,
+        workers=workers,
         report=report,
     )
     console.print(
@@ -149,12 +152,12 @@ def _generate(console: Console, indexed, out: Path) -> bool:
     return True
 
 
-def _audit(console: Console, corpus: Path, out: Path) -> None:
+def _audit(console: Console, corpus: Path, out: Path, workers: int | None) -> None:
     """Step 9: the shortcut audit of the built corpus alone (its reals and fakes, one encoder)."""
     from dftoolkit.cli.audit import print_audit
     from dftoolkit.quality.audit import audit, write_audit
 
-    report = write_audit(audit(corpus, seed=0, log_path=out / "audit_workers.log"), out)
+    report = write_audit(audit(corpus, seed=0, workers=workers, log_path=out / "audit_workers.log"), out)
     console.print(
         f"[bold]9. Shortcut audit[/bold] of {corpus}: can file properties alone tell its reals from its "
         f"fakes? {out / 'audit.md'}"
@@ -162,12 +165,12 @@ def _audit(console: Console, corpus: Path, out: Path) -> None:
     print_audit(console, report)
 
 
-def _quality(console: Console, indexed, fakes: Path, out: Path) -> None:
+def _quality(console: Console, indexed, fakes: Path, out: Path, workers: int | None) -> None:
     from dftoolkit.cli.quality import print_report
     from dftoolkit.quality import quality_report
 
     start = time.perf_counter()
-    report = quality_report([indexed, fakes], out)
+    report = quality_report([indexed, fakes], out, workers=workers)
     console.print(
         f"[bold]10. Quality[/bold] of the sample corpus and the fakes side by side: "
         f"{len(report.per_video)} videos in {time.perf_counter() - start:.1f} s; {out / 'report.md'}"

@@ -7,13 +7,9 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from dftoolkit.cli._render import dataframe_table, fail
+from dftoolkit.cli._render import comma_list, dataframe_table, fail
 
 __all__ = ["register"]
-
-
-def _names(text: str) -> list[str]:
-    return [name.strip() for name in text.split(",") if name.strip()]
 
 
 def faces(
@@ -32,14 +28,16 @@ def faces(
     """Print a store's yield table, or one video's frame statuses and reasons, or write its contact sheet."""
     from dftoolkit.preprocess.store import FaceStore
 
+    if sheet is not None and video_id is None:
+        fail("--sheet needs a VIDEO_ID: dftoolkit faces STORE VIDEO_ID --sheet SHEET.png")
     console = Console()
     try:
         store = FaceStore(store_path)
         if video_id is None:
-            summary = store.summary(by=_names(by))
+            summary = store.summary(by=comma_list(by))
             console.print(dataframe_table(summary, f"{store.root}: {summary['videos'].sum()} videos"))
         elif sheet is not None:
-            out = store.sheet(video_id, sheet, crops=_names(crops), max_frames=frames, dataset=dataset)
+            out = store.sheet(video_id, sheet, crops=comma_list(crops), max_frames=frames, dataset=dataset)
             console.print(f"contact sheet: {out}")
         else:
             table = store.frames_of(dataset, video_id)

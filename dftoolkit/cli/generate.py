@@ -13,13 +13,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from dftoolkit.cli._render import check_failures, dataframe_table, fail, read_manifest, run_faults
+from dftoolkit.cli._render import check_failures, comma_list, dataframe_table, fail, read_manifest, run_faults
 
 __all__ = ["register"]
-
-
-def _names(text: str) -> list[str]:
-    return [name.strip() for name in text.split(",") if name.strip()]
 
 
 def _options(settings: list[str]) -> dict[str, dict[str, Any]]:
@@ -121,8 +117,8 @@ def generate(
             corpus = build_dataset(
                 manifest,
                 out,
-                methods=_names(methods),
-                blends=_names(blends),
+                methods=comma_list(methods),
+                blends=comma_list(blends),
                 perturbations=perturb or [None],
                 seed=seed,
                 name=name,

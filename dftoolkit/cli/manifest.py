@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from dftoolkit.cli._render import dataframe_table, fail
+from dftoolkit.cli._render import comma_list, dataframe_table, fail
 from dftoolkit.manifest import Manifest, ManifestError
 
 __all__ = ["register"]
@@ -27,7 +27,7 @@ def info(
     ),
 ) -> None:
     """Print video counts of a manifest, grouped by record fields."""
-    fields = [name.strip() for name in by.split(",") if name.strip()]
+    fields = comma_list(by)
     try:
         loaded = Manifest.read_parquet(manifest)
         summary = loaded.summary(by=fields)

@@ -1,6 +1,7 @@
 """``dftoolkit preprocess``: a manifest's videos -> a FaceStore of crops, landmarks and masks.
 
-Exits 1 when the store is in use by another run, the disk filled, or every video tried failed.
+Exits 1 when the store is in use by another run, the disk filled, or every video tried failed; 2 on
+bad settings, before anything is written.
 """
 
 from __future__ import annotations
@@ -9,8 +10,9 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-from dftoolkit.cli._render import check_failures, dataframe_table, fail, read_manifest, run_faults
+from dftoolkit.cli._render import check_failures, comma_list, dataframe_table, fail, read_manifest, run_faults
 
 
 def preprocess(
@@ -30,19 +32,24 @@ def preprocess(
     One run at a time per store. Exit status 1: the store is in use by another run, the disk filled,
     or every video tried failed (some failing and others done: 0, the failures listed).
     """
-    from dftoolkit.preprocess import PreprocessConfig
+    from dftoolkit.preprocess import ENGINES, PreprocessConfig
     from dftoolkit.preprocess import preprocess as run
 
+    kinds = tuple(comma_list(crops))
+    try:  # bad settings stop here, before the store's folder is made
+        config = PreprocessConfig(
+            crops=kinds,
+            sizes=tuple((k, size) for k in kinds) if size else (),
+            frames=frames,
+            policy=policy,
+            backend=backend,
+            image_format=image_format,
+        )
+    except ValueError as err:
+        fail(err)
+    if engine not in ENGINES:
+        fail(f"engine must be one of {ENGINES}, got {engine!r}")
     manifest = read_manifest(manifest_path)
-    kinds = tuple(k.strip() for k in crops.split(",") if k.strip())
-    config = PreprocessConfig(
-        crops=kinds,
-        sizes=tuple((k, size) for k in kinds) if size else (),
-        frames=frames,
-        policy=policy,
-        backend=backend,
-        image_format=image_format,
-    )
     with run_faults(out):
         try:
             report = run(manifest, out, config, workers=workers or None, engine=engine)
@@ -54,7 +61,7 @@ def preprocess(
         f"{report.frames} frames in {report.seconds:.1f} s ({report.frames_per_second:.1f} frames/s)"
     )
     for name, error in report.failed.items():
-        console.print(f"[red]failed[/red] {name}: {error.strip().splitlines()[-1]}")
+        console.print(f"[red]failed[/red] {escape(name)}: {escape(error.strip().splitlines()[-1])}")
     check_failures(out, report.failed, report.processed)
     console.print(dataframe_table(report.store.summary(), f"yield per dataset ({out})"))
 

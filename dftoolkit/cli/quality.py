@@ -11,7 +11,7 @@ import pandas as pd
 import typer
 from rich.console import Console
 
-from dftoolkit.cli._render import dataframe_table, fail, run_faults
+from dftoolkit.cli._render import comma_list, dataframe_table, fail, run_faults
 from dftoolkit.cli.audit import print_audit
 
 __all__ = ["print_report", "register"]
@@ -64,7 +64,7 @@ def quality(
                     raise ValueError(f"--weights takes NAME=PATH, got {item!r}")
                 pairs.append((name, path))
             config = QualityConfig(
-                metrics=tuple(m.strip() for m in metrics.split(",") if m.strip()),
+                metrics=tuple(comma_list(metrics)),
                 protocol=protocol,
                 frames=frames,
                 temporal_frames=temporal_frames,

@@ -8,11 +8,7 @@ import pandas as pd
 import typer
 from rich.console import Console
 
-from dftoolkit.cli._render import dataframe_table, read_manifest
-
-
-def _names(text: str) -> list[str]:
-    return [name.strip() for name in text.split(",") if name.strip()]
+from dftoolkit.cli._render import comma_list, dataframe_table, read_manifest, warnings_as_lines
 
 
 def split(
@@ -45,16 +41,17 @@ def split(
             raise typer.BadParameter("give --output (or --check to only check)")
         if protocol not in SPLIT_PROTOCOLS:
             raise typer.BadParameter(f"protocol must be one of {SPLIT_PROTOCOLS}")
-        try:
-            if protocol == "grouped":
-                values = tuple(float(r) for r in _names(ratios))
-                manifest = grouped_split(manifest, values, seed=seed, keep_test=keep_test)  # type: ignore[arg-type]
-            elif protocol == "cross-dataset":
-                manifest = cross_dataset_split(
-                    manifest, _names(train), _names(test), val_ratio=val_ratio, seed=seed
-                )
-        except ValueError as err:
-            raise typer.BadParameter(str(err)) from None
+        with warnings_as_lines():  # e.g. a split that got no records: one line, no source line
+            try:
+                if protocol == "grouped":
+                    values = tuple(float(r) for r in comma_list(ratios))
+                    manifest = grouped_split(manifest, values, seed=seed, keep_test=keep_test)  # type: ignore[arg-type]
+                elif protocol == "cross-dataset":
+                    manifest = cross_dataset_split(
+                        manifest, comma_list(train), comma_list(test), val_ratio=val_ratio, seed=seed
+                    )
+            except ValueError as err:
+                raise typer.BadParameter(str(err)) from None
         manifest.write_parquet(output)
         console.print(
             dataframe_table(split_summary(manifest).round({"share": 3}), f"{output}: {protocol} split")
@@ -74,16 +71,24 @@ def export(
     manifest_path: Path = typer.Argument(..., metavar="MANIFEST", help="Manifest Parquet file."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder to write into."),
     formats: str = typer.Option(
-        "hf,parquet,csv", help="Comma-separated: hf (datasets.DatasetDict), parquet, csv."
+        "hf,parquet,csv",
+        help="Comma-separated: hf (datasets.DatasetDict by split, with a dataset card), parquet, csv, "
+        "dfb (DeepfakeBench dataset JSON; needs --store).",
+    ),
+    store: Path = typer.Option(
+        None, "--store", help="FaceStore whose face crops are dfb's frames (DeepfakeBench trains on frames)."
     ),
 ) -> None:
-    """Export a manifest: a Hugging Face DatasetDict by split (save_to_disk), Parquet and CSV."""
+    """Export a manifest: a Hugging Face DatasetDict by split (save_to_disk) with a dataset card, Parquet,
+    CSV, and DeepfakeBench's dataset JSON (--formats dfb --store FACES)."""
     from dftoolkit.export import export_manifest
 
     manifest = read_manifest(manifest_path)
     try:
-        written = export_manifest(manifest, out, formats=tuple(_names(formats)))
-    except ValueError as err:
+        written = export_manifest(
+            manifest, out, formats=tuple(comma_list(formats)), store=store, source=manifest_path
+        )
+    except (ValueError, FileNotFoundError) as err:
         raise typer.BadParameter(str(err)) from None
     for kind, path in written.items():
         typer.echo(f"{kind}: {path}")

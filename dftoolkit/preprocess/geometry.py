@@ -7,7 +7,7 @@ turns those into black crops.
 
 The crop kinds (:data:`CROP_KINDS`) and the detectors that use them (see ``DETECTORS.md``):
 
-- ``face``: the detector box squared and enlarged 1.3x (STIL, M2TR); no rotation.
+- ``face``: the detector box squared and enlarged (1.3x by default, as STIL and M2TR); no rotation.
 - ``aligned``: five points mapped to the ArcFace template by a similarity.
 - ``ffhq``: the FFHQ / pSp alignment (StyleFlow).
 - ``mouth``: the LipForensics mouth crop (grey at load time, centre-cropped 96 -> 88).
@@ -25,6 +25,7 @@ __all__ = [
     "CROP_KINDS",
     "DEFAULT_SIZES",
     "MEAN_FACE_68",
+    "MOUTH_FRAME",
     "MOUTH_STABLE_POINTS",
     "TEMPLATE_5",
     "aligned_matrix",
@@ -61,7 +62,7 @@ CVPR 2019): the eye on the image's left, the other eye, nose tip, left and right
 ALIGNED_MARGIN = 0.15  # aligned_template's default, as DeepfakeBench's img_align_crop(scale=1.3)
 
 MOUTH_STABLE_POINTS = (33, 36, 39, 42, 45)  # LipForensics' STABLE_POINTS: nose base, eye corners
-_MOUTH_FRAME = 256  # LipForensics warps to the mean face in a 256x256 frame, then cuts the mouth
+MOUTH_FRAME = 256  # LipForensics warps to the mean face in a 256x256 frame, then cuts the mouth
 
 # fmt: off
 MEAN_FACE_68 = np.array([
@@ -245,8 +246,8 @@ def mouth_matrix(lm68: np.ndarray, size: int = 96, mean_face: np.ndarray | None 
     Returns:
         ``(N, 2, 3)`` float64.
     """
-    if not 0 < size <= _MOUTH_FRAME:
-        raise ValueError(f"mouth crop size must be in 1..{_MOUTH_FRAME}, got {size}")
+    if not 0 < size <= MOUTH_FRAME:
+        raise ValueError(f"mouth crop size must be in 1..{MOUTH_FRAME}, got {size}")
     mean = MEAN_FACE_68 if mean_face is None else np.asarray(mean_face, np.float64)
     if mean.shape != (68, 2):
         raise ValueError(f"mean_face must be (68, 2), got {mean.shape}")
@@ -255,18 +256,23 @@ def mouth_matrix(lm68: np.ndarray, size: int = 96, mean_face: np.ndarray | None 
     m = similarity(lm[:, stable], mean[stable])
     centre = transform_points(lm[:, 48:68], m).mean(1).astype(np.float64)
     half = size // 2
-    origin = np.round(np.clip(centre, half, _MOUTH_FRAME - (size - half))) - half
+    origin = np.round(np.clip(centre, half, MOUTH_FRAME - (size - half))) - half
     m[:, :, 2] -= origin
     return m
 
 
 def crop_matrix(
-    kind: str, lm68: np.ndarray | None = None, boxes: np.ndarray | None = None, size: int | None = None
+    kind: str,
+    lm68: np.ndarray | None = None,
+    boxes: np.ndarray | None = None,
+    size: int | None = None,
+    scale: float = 1.3,
 ) -> np.ndarray:
     """``(N, 2, 3)`` matrices for a crop kind of :data:`CROP_KINDS`.
 
     ``face`` needs ``boxes`` (``(N, 4)``), the others ``lm68`` (``(N, 68, 2)``; smoothed for ``mouth``).
-    ``size`` defaults to :data:`DEFAULT_SIZES` of the kind.
+    ``size`` defaults to :data:`DEFAULT_SIZES` of the kind; ``scale`` is the ``face`` crop's enlargement
+    of the box (:func:`box_matrix`) and is ignored by the other kinds.
     """
     if kind not in CROP_KINDS:
         raise ValueError(f"unknown crop kind {kind!r}; choose from {CROP_KINDS}")
@@ -274,7 +280,7 @@ def crop_matrix(
     if kind == "face":
         if boxes is None:
             raise ValueError("the face crop needs boxes")
-        return box_matrix(boxes, size)
+        return box_matrix(boxes, size, scale)
     if lm68 is None:
         raise ValueError(f"the {kind} crop needs 68 landmarks")
     build = {"aligned": aligned_matrix, "ffhq": ffhq_matrix, "mouth": mouth_matrix}[kind]

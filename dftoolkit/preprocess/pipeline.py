@@ -26,27 +26,31 @@ from typing import Any
 import cv2
 import numpy as np
 
-from dftoolkit.faces.base import Faces
+from dftoolkit.faces.base import FACE_BACKENDS, Faces
 from dftoolkit.fileio import atomic_write_text
 from dftoolkit.locks import locks_output
 from dftoolkit.manifest import Manifest
-from dftoolkit.preprocess.geometry import DEFAULT_SIZES, crop_matrix, hull_mask, warp
+from dftoolkit.preprocess.geometry import CROP_KINDS, DEFAULT_SIZES, MOUTH_FRAME, crop_matrix, hull_mask, warp
 from dftoolkit.preprocess.store import FaceStore, VideoFaces
-from dftoolkit.preprocess.tracking import link_tracks, main_track, smooth_landmarks
+from dftoolkit.preprocess.tracking import TRACK_POLICIES, link_tracks, main_track, smooth_landmarks
 from dftoolkit.progress import progress
 from dftoolkit.records import VideoRecord
-from dftoolkit.video import VideoDecodeError, VideoReader, sample_indices
+from dftoolkit.video import SAMPLING_POLICIES, VideoDecodeError, VideoReader, sample_indices
 from dftoolkit.video.reader import CORRUPT_PACKET
 from dftoolkit.workers import run_phases
 
 __all__ = ["ENGINES", "PreprocessConfig", "RunReport", "preprocess", "process_video"]
 
 ENGINES = ("local", "ray")
+IMAGE_FORMATS = ("png", "jpg", "jpeg")  # what FaceStore.commit encodes
 
 
 @dataclass(frozen=True)
 class PreprocessConfig:
     """Settings of a preprocessing run; stored in the FaceStore so a resumed run must match them.
+
+    Raises ``ValueError`` (naming every bad setting) when constructed with settings no video could
+    be processed with.
 
     Attributes:
         crops: crop kinds to cut (``face``, ``aligned``, ``ffhq``, ``mouth``).
@@ -75,6 +79,48 @@ class PreprocessConfig:
     track_policy: str = "persistent"
     reuse_original_track: bool = True
     image_format: str = "png"
+
+    def __post_init__(self) -> None:
+        """Refuse settings every video would fail with, before a run writes anything."""
+        problems = [
+            *(
+                f"unknown crop kind {k!r} (kinds: {', '.join(CROP_KINDS)})"
+                for k in self.crops
+                if k not in CROP_KINDS
+            ),
+            *(f"size of unknown crop kind {k!r}" for k, _ in self.sizes if k not in CROP_KINDS),
+            *(f"{k} size must be >= 1, got {n}" for k, n in self.sizes if n < 1),
+            *(
+                f"mouth size must be <= {MOUTH_FRAME}, got {n}"
+                for k, n in self.sizes
+                if k == "mouth" and n > MOUTH_FRAME
+            ),
+        ]
+        checks = [
+            (bool(self.crops), "crops must name at least one crop kind"),
+            (self.frames >= 1, f"frames must be >= 1, got {self.frames}"),
+            (
+                self.policy in SAMPLING_POLICIES,
+                f"policy must be one of {SAMPLING_POLICIES}, got {self.policy!r}",
+            ),
+            (
+                self.backend in FACE_BACKENDS,
+                f"backend must be one of {FACE_BACKENDS.names()}, got {self.backend!r}",
+            ),
+            (self.scale > 0, f"scale must be > 0, got {self.scale}"),
+            (self.smooth >= 1, f"smooth must be >= 1, got {self.smooth}"),
+            (
+                self.track_policy in TRACK_POLICIES,
+                f"track_policy must be one of {TRACK_POLICIES}, got {self.track_policy!r}",
+            ),
+            (
+                self.image_format in IMAGE_FORMATS,
+                f"image_format must be one of {IMAGE_FORMATS}, got {self.image_format!r}",
+            ),
+        ]
+        problems += [message for ok, message in checks if not ok]
+        if problems:
+            raise ValueError(f"bad preprocessing settings: {'; '.join(problems)}")
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -243,7 +289,7 @@ def process_video(
         kind_masks: list[np.ndarray | None] = [None] * len(indices)
         if ok.any():
             rows = np.flatnonzero(ok)
-            mats[rows] = crop_matrix(kind, landmarks[rows], boxes[rows], size)
+            mats[rows] = crop_matrix(kind, landmarks[rows], boxes[rows], size, config.scale)
             side = _side(kind, size)
             images = warp([frames[r] for r in rows], mats[rows], side)
             region = [

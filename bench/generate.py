@@ -32,7 +32,7 @@ from dftoolkit.samples import fetch_samples, sample_path
 from dftoolkit.video import VideoReader
 
 VIDEOS = ("carphone_pristine", "jesper_webcam", "hello_720p")
-METHODS = ("swap", "reenact")
+METHODS = ("swap", "reenact")  # the weight-free ones: fomm and dovenet need checkpoints
 BLENDS = ("naive", "feather", "poisson", "rct", "lct", "mkl", "idt", "sot")
 CROP = 256
 
@@ -51,7 +51,7 @@ def rates(frames: np.ndarray, track: FaceTrack, source) -> dict:
     out: dict[str, float] = {}
     renders = {}
     for name in METHODS:
-        method = get_method(name)(source, track)
+        method = get_method(name, source, track)
         start = time.perf_counter()
         renders[name] = [method.render(t, frame) for t, frame in enumerate(frames)]
         out[f"render/{name}"] = len(frames) / (time.perf_counter() - start)

@@ -1,7 +1,20 @@
-"""Name -> implementation registries (corpora, detectors, generators, blenders, metrics).
+"""Name -> implementation registries (corpora, face backends, methods, blends, perturbations, metrics).
 
 The CLI, configs and docs list what exists from these, so adding an implementation is one
-decorator in its own module.
+decorator (or one ``register`` call) in its own module.
+
+Every registry ``X`` is used through the same three module-level functions beside it:
+
+- ``list_X() -> list[str]``: the registered names, sorted;
+- ``describe_X() -> dict[str, str]``: name -> one-line description, in the same order;
+- ``get_X(name, *material, **options)``: a ready instance, made from the registered
+  implementation with the material (positional inputs an instance is made for, such as a
+  manipulation's source patches and target track) and the options: a class is built, a function
+  bound (``functools.partial``); a spec with no options (a frozen dataclass) is returned as is.
+  An unknown name is a KeyError listing the known ones.
+
+The :class:`Registry` itself (``CORPORA``, ``METHODS``, ...) stays available for the code that
+needs the registered object, e.g. a class to inspect its options.
 """
 
 from __future__ import annotations
@@ -50,10 +63,12 @@ class Registry(Generic[T]):
             raise KeyError(f"unknown {self.kind} {name!r}; known: {known}") from None
 
     def names(self) -> list[str]:
+        """The registered names, sorted."""
         return sorted(self._entries)
 
-    def entries(self) -> list[Entry[T]]:
-        return [self._entries[n] for n in self.names()]
+    def describe(self) -> dict[str, str]:
+        """Name -> one-line description, sorted by name."""
+        return {name: self._entries[name].description for name in self.names()}
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries

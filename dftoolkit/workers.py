@@ -6,6 +6,7 @@ not go on as orphans writing into an output folder that a rerun may be cleaning.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import multiprocessing
 import os
@@ -17,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any, TypeVar
 
-__all__ = ["redirect_stderr", "run_phases"]
+__all__ = ["redirect_stderr", "run_phases", "stderr_to"]
 
 R = TypeVar("R")
 
@@ -31,6 +32,27 @@ def redirect_stderr(log_path: str | os.PathLike[str]) -> None:
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(fd, 2)
     os.close(fd)
+
+
+@contextlib.contextmanager
+def stderr_to(log_path: str | os.PathLike[str]) -> Iterator[None]:
+    """Send this process's stderr (file descriptor 2) to ``log_path`` inside, then give it back.
+
+    For in-process runs: the native chatter :func:`redirect_stderr` keeps out of the terminal in a
+    worker goes to the same log, while the caller's own lines (progress, errors) still reach the
+    terminal outside the block.
+    """
+    if sys.stderr is not None:
+        sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        redirect_stderr(log_path)
+        yield
+    finally:
+        if sys.stderr is not None:
+            sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
@@ -82,17 +104,21 @@ def run_phases(
     tracks they reuse); ``phases`` may be a generator that plans a phase from what the ones before
     did: it is advanced only after every result of the previous phase has been yielded.
     ``initializer(*initargs)`` runs once per worker (load models there).
-    ``workers`` defaults to one per core; with 1, everything runs in this process (no stderr
-    redirection). Workers end when this process ends, however it ends (:func:`_die_with_parent`).
+    ``workers`` defaults to one per core; with 1, everything runs in this process, its stderr sent
+    to ``log_path`` while ``initializer`` and each ``fn`` run (:func:`stderr_to`). Workers end
+    when this process ends, however it ends (:func:`_die_with_parent`).
     Workers are spawned, not forked: the parent may hold threaded native libraries
     (mediapipe, protobuf, ffmpeg) whose locks a forked child would inherit half-taken.
     """
     workers = workers or os.cpu_count() or 1
     if workers == 1:
-        initializer(*initargs)
+        with stderr_to(log_path):
+            initializer(*initargs)
         for phase in phases:
             for args in phase:
-                yield fn(*args)
+                with stderr_to(log_path):
+                    result = fn(*args)
+                yield result
         return
     context = multiprocessing.get_context("spawn")
     setup = (os.getpid(), str(log_path), initializer, initargs)

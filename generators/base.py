@@ -33,6 +33,8 @@ __all__ = [
     "Manipulation",
     "Rendered",
     "check_options",
+    "describe_blends",
+    "describe_methods",
     "get_blend",
     "get_method",
     "list_blends",
@@ -222,13 +224,33 @@ def register_blend(cls: type[Blend]) -> type[Blend]:
     return cls
 
 
-def get_method(name: str) -> type[Manipulation]:
-    """The manipulation class registered as ``name`` (build it with source, target and params)."""
-    return METHODS.get(name)
+def list_methods() -> list[str]:
+    """The registered manipulation method names, sorted."""
+    return METHODS.names()
+
+
+def describe_methods() -> dict[str, str]:
+    """Manipulation method name -> one-line description (its ``kind``: ``METHODS.get(name).kind``)."""
+    return METHODS.describe()
+
+
+def get_method(name: str, source: FacePatches, target: FaceTrack, **options: Any) -> Manipulation:
+    """A new manipulation registered as ``name``, of ``source`` onto ``target``, built with ``options``."""
+    return METHODS.get(name)(source, target, **options)
+
+
+def list_blends() -> list[str]:
+    """The registered blend names, sorted."""
+    return BLENDS.names()
+
+
+def describe_blends() -> dict[str, str]:
+    """Blend name -> one-line description."""
+    return BLENDS.describe()
 
 
 def get_blend(name: str, **options: Any) -> Blend:
-    """A new blend registered as ``name``, built with ``options`` (an unknown one: ValueError)."""
+    """A new blend registered as ``name``, built with ``options`` (an unknown option: ValueError)."""
     cls = BLENDS.get(name)
     _check_options("blend", name, cls, options)
     return cls(**options)
@@ -258,13 +280,3 @@ def _check_options(
             f"{kind} {name!r} has no option {', '.join(map(repr, unknown))}; "
             f"its options: {', '.join(valid) or 'none'}"
         )
-
-
-def list_methods() -> list[tuple[str, str, str]]:
-    """``(name, kind, description)`` of every manipulation method."""
-    return [(e.name, e.obj.kind, e.description) for e in METHODS.entries()]
-
-
-def list_blends() -> list[tuple[str, str]]:
-    """``(name, description)`` of every blend."""
-    return [(e.name, e.description) for e in BLENDS.entries()]

@@ -47,7 +47,7 @@ import numpy as np
 
 from dftoolkit import __version__
 from dftoolkit.fileio import atomic_path, atomic_write_text
-from dftoolkit.generators.base import BLENDS, Blend, FaceTrack, get_blend, get_method
+from dftoolkit.generators.base import BLENDS, METHODS, Blend, FaceTrack, get_blend, get_method
 from dftoolkit.generators.material import face_patches, face_track
 from dftoolkit.generators.perturb import Chain, PerturbingWriter, resolve_chain
 from dftoolkit.locks import locks_output, remove_temporaries
@@ -386,7 +386,7 @@ def _fake_job(job: _FakeJob) -> dict[str, Any]:
             }
         patches = face_patches(VideoReader(job.source_path), source_track)
         try:
-            method = get_method(job.method)(patches, target, **job.method_options)
+            method = get_method(job.method, patches, target, **job.method_options)
         except ValueError as err:  # the material cannot drive this method (e.g. one source face)
             return {"kind": "fake", "key": key, "not_made": str(err)}
         blends = {name: _seeded_blend(name, options, job.seed) for name, options in job.blends}
@@ -665,7 +665,7 @@ def build_dataset(
     report = report if report is not None else BuildReport(out)
     report.out_dir = out
     for method in methods:
-        get_method(method)
+        METHODS.get(method)
     for blend in blends:
         get_blend(blend, **(blend_options or {}).get(blend, {}))
     if not 0.0 <= min_coverage <= 1.0:
@@ -682,7 +682,18 @@ def build_dataset(
     )
     if not pairs:
         bad = f"; {len(unreadable)} unreadable, e.g. {next(iter(unreadable.values()))}" if unreadable else ""
-        raise ValueError(f"no source/target pair in the manifest ({len(real_manifest)} records{bad})")
+        reasons = set(report.unpaired.values())
+        if not reasons:
+            why = "no readable real video (label 0) to pair"
+        elif all(" in split " in reason for reason in reasons):
+            why = (
+                "each person is alone in their split: pairs are drawn within a split among other "
+                "identities; split so that every split holds two or more people (e.g. other --ratios), "
+                "or generate before splitting"
+            )
+        else:
+            why = f"{'; '.join(sorted(reasons))}: pairs need real videos of two or more identities"
+        raise ValueError(f"no source/target pair in the manifest ({len(real_manifest)} records{bad}): {why}")
     face_store = None
     if store is not None:
         from dftoolkit.preprocess.store import FaceStore

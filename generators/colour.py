@@ -41,8 +41,11 @@ __all__ = [
     "SPACES",
     "ColourTransfer",
     "colour_transfer",
+    "describe_colour_transfers",
+    "get_colour_transfer",
     "idt",
     "lct",
+    "list_colour_transfers",
     "match_1d",
     "mkl",
     "random_rotations",
@@ -248,6 +251,21 @@ COLOUR_TRANSFERS.register("idt", "iterative distribution transfer: random rotati
 COLOUR_TRANSFERS.register("sot", "sliced optimal transport: random projections + 1-D matching")(
     ColourTransfer(sot, "rgb", True)
 )
+
+
+def list_colour_transfers() -> list[str]:
+    """The registered colour-transfer names, sorted."""
+    return COLOUR_TRANSFERS.names()
+
+
+def describe_colour_transfers() -> dict[str, str]:
+    """Colour-transfer name -> one-line description."""
+    return COLOUR_TRANSFERS.describe()
+
+
+def get_colour_transfer(name: str) -> ColourTransfer:
+    """The colour-transfer method registered as ``name`` (apply it with :func:`colour_transfer`)."""
+    return COLOUR_TRANSFERS.get(name)
 
 
 def _unit_float(image: np.ndarray, name: str) -> np.ndarray:

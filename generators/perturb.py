@@ -54,6 +54,7 @@ import numpy as np
 from dftoolkit.fileio import atomic_path
 from dftoolkit.manifest import Manifest
 from dftoolkit.progress import progress
+from dftoolkit.registry import Registry
 from dftoolkit.video import VideoDecodeError, VideoReader, VideoWriter, probe
 
 __all__ = [
@@ -67,9 +68,12 @@ __all__ = [
     "block_wise",
     "color_contrast",
     "color_saturation",
+    "describe_perturbations",
     "down_up_scale",
     "gaussian_blur",
     "gaussian_noise_color",
+    "get_perturbation",
+    "list_perturbations",
     "paint_blocks",
     "perturb_frames",
     "perturb_manifest",
@@ -219,7 +223,8 @@ class PerturbationType:
         return len(self.levels) == 1
 
 
-PERTURBATIONS: tuple[PerturbationType, ...] = (
+PERTURBATIONS: Registry[PerturbationType] = Registry("perturbation type")
+for _kind in (
     PerturbationType("CS", (0.4, 0.3, 0.2, 0.1, 0.0), "colour saturation: scale Cb/Cr (5 = greyscale)"),
     PerturbationType("CC", (0.85, 0.725, 0.6, 0.475, 0.35), "colour contrast: multiply the image"),
     PerturbationType("BW", (16, 32, 48, 64, 80), "block-wise: grey 8x8 blocks (x max(1, min(H,W)//256))"),
@@ -231,11 +236,28 @@ PERTURBATIONS: tuple[PerturbationType, ...] = (
     ),
     PerturbationType("c23", (23,), "FaceForensics++ c23: H.264 re-encode at crf 23", video=True),
     PerturbationType("c40", (40,), "FaceForensics++ c40: H.264 re-encode at crf 40", video=True),
-)
+):
+    PERTURBATIONS.register(_kind.name, _kind.description)(_kind)
 RANDOM_TYPES: tuple[str, ...] = ("CS", "CC", "BW", "GNC", "GB", "JPEG", "VC")
 """The DeeperForensics-1.0 types that random chains draw from."""
-_TYPES = {p.name.lower(): p for p in PERTURBATIONS}
-_TYPE_NAMES = ", ".join(p.name for p in PERTURBATIONS)
+_TYPES = {name.lower(): PERTURBATIONS.get(name) for name in PERTURBATIONS}
+_TYPE_NAMES = ", ".join(PERTURBATIONS.names())
+
+
+def list_perturbations() -> list[str]:
+    """The registered perturbation type names (the chain tokens), sorted."""
+    return PERTURBATIONS.names()
+
+
+def describe_perturbations() -> dict[str, str]:
+    """Perturbation type name -> one-line description."""
+    return PERTURBATIONS.describe()
+
+
+def get_perturbation(name: str, level: int | None = None) -> Step:
+    """The chain step of the type registered as ``name`` at ``level`` (None for c23, c40); a bad level
+    is a ValueError. Steps make a :class:`Chain` for :func:`perturb_video` and the others."""
+    return Step(PERTURBATIONS.get(name).name, level)
 
 
 @dataclass(frozen=True)

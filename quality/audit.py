@@ -82,6 +82,9 @@ __all__ = [
     "audit",
     "audit_groups",
     "audit_markdown",
+    "describe_audit_features",
+    "get_audit_feature",
+    "list_audit_features",
     "write_audit",
 ]
 
@@ -161,6 +164,23 @@ for _name, _feature, _description in _TABLE:
     AUDIT_FEATURES.register(_name, _description)(_feature)
 FEATURES = tuple(name for name, _, _ in _TABLE)
 """Every feature, in report order (:data:`AUDIT_FEATURES` describes each)."""
+
+
+def list_audit_features() -> list[str]:
+    """The registered audit feature names, sorted (:data:`FEATURES` has the report order)."""
+    return AUDIT_FEATURES.names()
+
+
+def describe_audit_features() -> dict[str, str]:
+    """Audit feature name -> one-line description."""
+    return AUDIT_FEATURES.describe()
+
+
+def get_audit_feature(name: str) -> AuditFeature:
+    """The audit feature registered as ``name``."""
+    return AUDIT_FEATURES.get(name)
+
+
 _FACE_COLUMNS = tuple(c for _, f, _ in _TABLE if f.kind == "face" for c in f.columns)
 _ROW_COLUMNS = (
     "scope",

@@ -33,6 +33,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -49,8 +50,11 @@ __all__ = [
     "Backbone",
     "BackboneInfo",
     "check_images",
+    "describe_backbones",
     "find_weights",
+    "get_backbone",
     "image_features",
+    "list_backbones",
     "load_backbone",
     "resolve_backbone",
 ]
@@ -349,6 +353,21 @@ def load_backbone(
     fit_state_dict(net, state, where=f"{info.weights_path} ({info.name})", hint=hint)
     pairs = spec.trunk(net)[: max(spec.layers.values()) + 1]
     return Backbone(info.name, nn.Sequential(OrderedDict(pairs)), info).to(device)
+
+
+def list_backbones() -> list[str]:
+    """The registered backbone architecture names, sorted."""
+    return BACKBONES.names()
+
+
+def describe_backbones() -> dict[str, str]:
+    """Backbone name -> one-line description."""
+    return BACKBONES.describe()
+
+
+def get_backbone(name: str, **options: Any) -> Backbone:
+    """The backbone registered as ``name`` with its weights loaded: :func:`load_backbone` with ``options``."""
+    return load_backbone(name, **options)
 
 
 def check_images(images: torch.Tensor, name: str) -> None:

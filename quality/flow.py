@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,10 @@ __all__ = [
     "DIS_PRESETS",
     "FLOW_BACKENDS",
     "FlowBackend",
+    "describe_flow_backends",
     "estimate_flow",
+    "get_flow_backend",
+    "list_flow_backends",
     "load_raft",
     "raft_weights_path",
 ]
@@ -93,6 +97,22 @@ def estimate_flow(a: Tensor, b: Tensor, backend: str = "dis", **options: Any) ->
         return a.new_zeros(0, 2, *a.shape[2:], dtype=torch.float32)
     flow = impl(a, b, **options).to(a.device, torch.float32)
     return flow[0] if single else flow
+
+
+def list_flow_backends() -> list[str]:
+    """The registered optical-flow backend names, sorted."""
+    return FLOW_BACKENDS.names()
+
+
+def describe_flow_backends() -> dict[str, str]:
+    """Optical-flow backend name -> one-line description."""
+    return FLOW_BACKENDS.describe()
+
+
+def get_flow_backend(name: str, **options: Any) -> Callable[[Tensor, Tensor], Tensor]:
+    """``flow(a, b)``: :func:`estimate_flow` with the backend registered as ``name`` and ``options``."""
+    FLOW_BACKENDS.get(name)
+    return partial(estimate_flow, backend=name, **options)
 
 
 def _grey_u8(frames: Tensor) -> np.ndarray:

@@ -88,6 +88,9 @@ __all__ = [
     "Metric",
     "QualityConfig",
     "QualityReport",
+    "describe_quality_metrics",
+    "get_quality_metric",
+    "list_quality_metrics",
     "load_sources",
     "method_kind",
     "quality_report",
@@ -116,6 +119,23 @@ class Metric:
 
 
 QUALITY_METRICS: Registry[Metric] = Registry("quality metric")
+
+
+def list_quality_metrics() -> list[str]:
+    """The registered per-video quality metric names, sorted (:data:`METRICS` has the report order)."""
+    return QUALITY_METRICS.names()
+
+
+def describe_quality_metrics() -> dict[str, str]:
+    """Quality metric name -> one-line description."""
+    return QUALITY_METRICS.describe()
+
+
+def get_quality_metric(name: str) -> Metric:
+    """How the metric registered as ``name`` is computed per video."""
+    return QUALITY_METRICS.get(name)
+
+
 # FaceForensics++'s methods; the toolkit's own are looked up in the generator registry.
 _FFPP_KINDS = {
     "Deepfakes": "swap",

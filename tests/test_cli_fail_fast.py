@@ -51,9 +51,9 @@ def test_quiet_environment_is_honoured(monkeypatch):
     """``DFTOOLKIT_QUIET=1`` silences progress without ``--quiet``; ``--quiet`` wins over ``0``."""
     monkeypatch.setattr(progress_module, "_quiet", None)
     seen: list[bool] = []
-    listing = corpora_cli.list_corpora
+    listing = corpora_cli.describe_corpora
     monkeypatch.setattr(
-        corpora_cli, "list_corpora", lambda: seen.append(progress_module.is_quiet()) or listing()
+        corpora_cli, "describe_corpora", lambda: seen.append(progress_module.is_quiet()) or listing()
     )
     for quiet, flags in [("1", []), ("0", []), ("0", ["--quiet"])]:
         result = runner.invoke(app, [*flags, "corpora"], env={"DFTOOLKIT_QUIET": quiet})

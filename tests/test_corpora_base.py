@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from trees import tiny_frames, tiny_video
 
-from dftoolkit.corpora import CORPORA, list_corpora
+from dftoolkit.corpora import describe_corpora, get_corpus, list_corpora
 from dftoolkit.corpora.base import (
     Corpus,
     CorpusError,
@@ -44,8 +44,10 @@ class Toy(Corpus):
 def test_every_loader_of_the_issue_is_registered():
     names = {"ffpp", "celebdf-v1", "celebdf-v2", "dfdc", "dfdc-preview", "deeperforensics", "wilddeepfake",
              "dftimit", "uadfv", "toolkit", "folder"}  # fmt: skip
-    assert names <= set(list_corpora()) and all(list_corpora()[n] for n in names)
-    assert all(issubclass(CORPORA.get(n), Corpus) for n in names)
+    assert names <= set(list_corpora())
+    descriptions = describe_corpora()
+    assert list(descriptions) == list_corpora() and all(descriptions.values())
+    assert all(isinstance(get_corpus(n), Corpus) for n in list_corpora())
 
 
 def test_validate_reports_missing_unexpected_empty_and_undecodable(tmp_path):

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from dftoolkit.faces import FACE_BACKENDS, Faces, get_backend, list_backends
+from dftoolkit.faces import FACE_BACKENDS, Faces, describe_backends, get_backend, list_backends
 from dftoolkit.faces.fan import FAN_WEIGHTS, S3FD_WEIGHTS, FanBackend, fan_weights
 from dftoolkit.faces.mediapipe_mesh import MESH_TO_IBUG68, MediaPipeBackend
 from dftoolkit.fetch import FetchError
@@ -90,9 +90,8 @@ def assert_plausible_face(faces: Faces, k: int = 0) -> None:
 
 
 def test_registry_lists_the_backends():
-    names = [name for name, _ in list_backends()]
-    assert {"dlib", "fan", "mediapipe"} <= set(names)
-    assert all(description for _, description in list_backends())
+    assert {"dlib", "fan", "mediapipe"} <= set(list_backends())
+    assert list(describe_backends()) == list_backends() and all(describe_backends().values())
     assert isinstance(get_backend("mediapipe", model_selection=0), MediaPipeBackend)
     with pytest.raises(KeyError, match=r"known: .*mediapipe"):
         get_backend("no-such-backend")

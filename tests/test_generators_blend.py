@@ -11,13 +11,15 @@ import numpy as np
 import pytest
 from scipy.ndimage import distance_transform_edt
 
-from dftoolkit.generators.base import BLENDS, get_blend
+from dftoolkit.generators.base import describe_blends, get_blend, list_blends
 from dftoolkit.generators.blend import FeatherBlend, PoissonBlend, check_blend_inputs, feather_alpha
 from dftoolkit.generators.colour import (
-    COLOUR_TRANSFERS,
     colour_transfer,
+    describe_colour_transfers,
+    get_colour_transfer,
     idt,
     lct,
+    list_colour_transfers,
     match_1d,
     mkl,
     random_rotations,
@@ -28,8 +30,8 @@ from dftoolkit.preprocess.geometry import hull_mask, similarity
 from dftoolkit.samples import sample_stills
 from dftoolkit.video import VideoReader
 
-BLEND_NAMES = ("naive", "feather", "poisson", "rct", "lct", "mkl", "idt", "sot")
-TRANSFERS = ("rct", "lct", "mkl", "idt", "sot")
+BLEND_NAMES = tuple(name for name in list_blends() if name != "dovenet")  # every blend but the trained one
+TRANSFERS = tuple(list_colour_transfers())
 
 
 def _landmarks(cascade, image: np.ndarray) -> np.ndarray:
@@ -242,14 +244,17 @@ def test_colour_transfer_bad_inputs(swap):
         rct(np.zeros((0, 3)), np.ones((4, 3)))
     with pytest.raises(ValueError, match="step"):
         sot(np.zeros((4, 3)), np.ones((4, 3)), step=2.5)
-    assert set(TRANSFERS) <= set(COLOUR_TRANSFERS.names())
+    assert TRANSFERS == ("idt", "lct", "mkl", "rct", "sot")
+    assert list(describe_colour_transfers()) == list(TRANSFERS) and all(describe_colour_transfers().values())
+    assert all(get_colour_transfer(name).space in ("lab", "rgb") for name in TRANSFERS)
 
 
 # -- blends --------------------------------------------------------------------------------------
 
 
 def test_every_blend_is_registered():
-    assert set(BLEND_NAMES) <= set(BLENDS.names())
+    assert {"naive", "feather", "poisson", *TRANSFERS} <= set(BLEND_NAMES)
+    assert list(describe_blends()) == list_blends() and all(describe_blends().values())
 
 
 @pytest.mark.parametrize("name", BLEND_NAMES)

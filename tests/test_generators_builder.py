@@ -228,7 +228,7 @@ def test_cli_generate_lists_and_builds(reals, tmp_path):
     assert "2 fake(s) and 2 real(s) made" in result.stdout
     assert len(list((tmp_path / "c" / "sheets").glob("*.png"))) == 2
     bad = runner.invoke(app, ["generate", str(path), "--out", str(tmp_path / "d"), "--set", "oops"])
-    assert bad.exit_code == 2 and "NAME.OPTION=VALUE" in bad.output
+    assert bad.exit_code == 2 and "expected NAME.KEY=VALUE" in bad.output
 
 
 # -- honesty: coverage and one encoding for both classes ---------------------------------------------

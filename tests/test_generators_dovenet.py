@@ -253,7 +253,7 @@ def test_resumed_training_continues_exactly(faces, tmp_path):
 
 def test_dovenet_blend_on_real_frames(trained, carphone):
     out, _ = trained
-    assert "dovenet" in [name for name, _ in list_blends()]
+    assert "dovenet" in list_blends()
     with pytest.raises(ValueError, match="checkpoint"):
         get_blend("dovenet")
     path, track = carphone

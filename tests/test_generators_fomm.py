@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from dftoolkit.generators.base import get_method, list_methods
+from dftoolkit.generators.base import METHODS, describe_methods, get_method, list_methods
 from dftoolkit.generators.fomm import (
     FOMM_CONFIGS,
     CheckpointError,
@@ -274,12 +274,13 @@ def driver(sample, track):
 
 
 def test_fomm_is_registered_as_reenactment():
-    assert ("fomm", "reenact") in [(name, kind) for name, kind, _ in list_methods()]
-    assert get_method("fomm") is FOMMReenact
+    assert "fomm" in list_methods() and describe_methods()["fomm"]
+    assert METHODS.get("fomm") is FOMMReenact and FOMMReenact.kind == "reenact"
 
 
 def test_fomm_renders_real_frames(sample, target_track, driver, small_checkpoint):
-    method = get_method("fomm")(driver, target_track, checkpoint=small_checkpoint, config="small")
+    method = get_method("fomm", driver, target_track, checkpoint=small_checkpoint, config="small")
+    assert isinstance(method, FOMMReenact)
     assert json.loads(json.dumps(method.params()))["config"] == "small"
     frames_at = [0, 37, 119]
     frames = VideoReader(sample("carphone_pristine")).read(frames_at)

@@ -23,9 +23,12 @@ from dftoolkit.generators.perturb import (
     block_wise,
     color_contrast,
     color_saturation,
+    describe_perturbations,
     down_up_scale,
     gaussian_blur,
     gaussian_noise_color,
+    get_perturbation,
+    list_perturbations,
     perturb_frames,
     perturb_video,
     random_blocks,
@@ -36,7 +39,7 @@ from dftoolkit.manifest import Manifest
 from dftoolkit.records import VideoRecord
 from dftoolkit.video import VideoDecodeError, VideoReader, VideoWriter, probe
 
-LEVELS = {kind.name: kind.levels for kind in PERTURBATIONS}
+LEVELS = {name: PERTURBATIONS.get(name).levels for name in list_perturbations()}
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +86,8 @@ def _strictly_decreasing(values) -> bool:
 
 
 def test_table_matches_the_facts():
-    assert [k.name for k in PERTURBATIONS] == ["CS", "CC", "BW", "GNC", "GB", "JPEG", "VC", "c23", "c40"]
+    assert list_perturbations() == sorted(["CS", "CC", "BW", "GNC", "GB", "JPEG", "VC", "c23", "c40"])
+    assert list(describe_perturbations()) == list_perturbations() and all(describe_perturbations().values())
     assert LEVELS["CS"] == (0.4, 0.3, 0.2, 0.1, 0.0) and LEVELS["CC"] == (0.85, 0.725, 0.6, 0.475, 0.35)
     assert LEVELS["BW"] == (16, 32, 48, 64, 80) and LEVELS["GNC"] == (0.001, 0.002, 0.005, 0.01, 0.05)
     assert LEVELS["GB"] == (7, 9, 13, 17, 21) and LEVELS["JPEG"] == (2, 3, 4, 5, 6)
@@ -207,6 +211,18 @@ def test_chain_parsing_details():
     assert chain.segments() == [((Step("GB", 2),), Step("c40")), ((Step("CS", 1),), None)]
     assert Chain.parse("c23").segments() == [((), Step("c23"))]
     assert not Chain.parse("CS:1 BW:2").video
+
+
+def test_get_perturbation_makes_steps_of_every_type():
+    for name in list_perturbations():
+        kind = PERTURBATIONS.get(name)
+        step = get_perturbation(name, None if kind.fixed else len(kind.levels))
+        assert step == Step.parse(str(step)) and step.type is kind
+    assert Chain((get_perturbation("CS", 3), get_perturbation("c40"))) == Chain.parse("CS:3 c40")
+    with pytest.raises(KeyError, match="unknown perturbation type 'XX'; known: BW"):
+        get_perturbation("XX", 1)
+    with pytest.raises(ValueError, match=r"level 1\.\.5"):
+        get_perturbation("GB", 6)
 
 
 @pytest.mark.parametrize(

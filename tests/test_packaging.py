@@ -61,7 +61,6 @@ def test_subpackages_import_from_their_folders():
 def test_stack_imports():
     import kornia  # noqa: F401
     import lpips  # noqa: F401
-    import timm  # noqa: F401
     import torch
     import torchvision
 

@@ -19,7 +19,14 @@ from dftoolkit.quality.ewarp import (
     pair_flows,
     video_ewarp,
 )
-from dftoolkit.quality.flow import FLOW_BACKENDS, estimate_flow, load_raft, raft_weights_path
+from dftoolkit.quality.flow import (
+    describe_flow_backends,
+    estimate_flow,
+    get_flow_backend,
+    list_flow_backends,
+    load_raft,
+    raft_weights_path,
+)
 from dftoolkit.video import VideoReader, VideoWriter
 
 
@@ -120,7 +127,7 @@ def test_backward_warp_agrees_with_scipy_and_is_exact_for_whole_pixels(carphone,
     assert torch.equal(backward_warp(frames[1:], whole)[0], frames[1][:, rows, cols])  # bit-exact
 
 
-@pytest.mark.parametrize("backend", ["dis", "farneback"])
+@pytest.mark.parametrize("backend", [name for name in list_flow_backends() if name != "raft"])  # no weights
 def test_flow_convention_is_forward_in_pixels(carphone, backend):
     """Windows moving right by 2 px and down by 1: the content moves by (-2, -1), and b(p + flow) ~ a(p)."""
     clip = _tensor(_translated(carphone[0], dx=2, dy=1, count=2))
@@ -311,5 +318,12 @@ def test_raft_refuses_a_malicious_checkpoint(torch_home, tmp_path):
 
 
 def test_registry_lists_the_backends():
-    assert FLOW_BACKENDS.names() == ["dis", "farneback", "raft"]
-    assert all(entry.description for entry in FLOW_BACKENDS.entries())
+    assert list_flow_backends() == ["dis", "farneback", "raft"]
+    assert list(describe_flow_backends()) == list_flow_backends() and all(describe_flow_backends().values())
+    clip = torch.rand(2, 3, 32, 32)
+    assert torch.equal(
+        get_flow_backend("dis", preset="fast")(clip[0], clip[1]),
+        estimate_flow(clip[0], clip[1], preset="fast"),
+    )
+    with pytest.raises(KeyError, match="known: dis, farneback, raft"):
+        get_flow_backend("pwc")

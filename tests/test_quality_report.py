@@ -261,7 +261,7 @@ def test_weight_options_are_checked(tmp_path):
     done = CliRunner().invoke(
         app, ["quality", str(tmp_path), "--out", str(tmp_path / "q"), "--weights", "vgg16"]
     )
-    assert done.exit_code == 2 and "NAME=PATH" in done.output
+    assert done.exit_code == 2 and "expected KEY=VALUE, e.g. vgg16=" in done.output
 
 
 TSNE_FAST = QualityConfig(metrics=("tsne",), frames=10)

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import pandas as pd
 import typer
@@ -40,6 +41,50 @@ def dataframe_table(frame: pd.DataFrame, title: str) -> Table:
 def comma_list(text: str) -> list[str]:
     """The non-empty, stripped items of a comma-separated option: ``"a, b,"`` -> ``["a", "b"]``."""
     return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        return comma_list(text) if "," in text else text
+
+
+def key_values(option: str, pairs: Iterable[str], example: str, *, dotted: bool = False) -> dict[str, Any]:
+    """The ``KEY=VALUE`` settings of a repeatable ``option``: ``{KEY: VALUE}``, or with ``dotted``
+    (``NAME.KEY=VALUE``, the owner first) ``{NAME: {KEY: VALUE}}``.
+
+    A VALUE is JSON when it parses as JSON (``3``, ``0.5``, ``true``, ``null``, ``["c23","c40"]``); else a
+    text with commas is the list of its items (``c23,c40``), any other text itself. A malformed pair
+    :func:`fail`s with ``error: OPTION 'PAIR': expected KEY=VALUE, e.g. EXAMPLE``.
+    """
+    settings: dict[str, Any] = {}
+    shape = "NAME.KEY=VALUE" if dotted else "KEY=VALUE"
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        owner, dot, name = key.partition(".")
+        if not (sep and key) or (dotted and not (owner and dot and name)):
+            fail(f"{option} {pair!r}: expected {shape}, e.g. {example}")
+        if dotted:
+            settings.setdefault(owner, {})[name] = _value(value)
+        else:
+            settings[key] = _value(value)
+    return settings
+
+
+def output_alias() -> Any:
+    """The hidden ``--output`` option: the old spelling of ``--out`` (``index``, ``split``)."""
+    return typer.Option(None, "--output", hidden=True, help="Deprecated spelling of --out.")
+
+
+def out_or_alias(out: Path | None, output: Path | None) -> Path | None:
+    """``--out``, or the deprecated ``--output`` (with a warning line); :func:`fail` when both are given."""
+    if output is None:
+        return out
+    if out is not None:
+        fail("give --out (-o) only; --output is its deprecated spelling")
+    typer.echo("warning: --output is deprecated; use --out (-o)", err=True)
+    return output
 
 
 @contextlib.contextmanager

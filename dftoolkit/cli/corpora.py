@@ -5,41 +5,21 @@ from __future__ import annotations
 import inspect
 import json
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from dftoolkit.cli._render import dataframe_table, fail
-from dftoolkit.corpora import CorpusError, get_corpus, index_corpus, list_corpora, validate_corpus
+from dftoolkit.cli._render import dataframe_table, fail, key_values, out_or_alias, output_alias
+from dftoolkit.corpora import CorpusError, describe_corpora, get_corpus, index_corpus, validate_corpus
 from dftoolkit.fileio import atomic_write_text
 
-OPTION_HELP = "Loader option KEY=VALUE (repeatable); see `dftoolkit corpora NAME`. Commas make lists."
-
-
-def parse_options(pairs: list[str]) -> dict[str, Any]:
-    """Loader options from ``KEY=VALUE`` strings.
-
-    ``true``/``false`` become booleans, ``none`` None, a value with commas a list (``c23,c40`` ->
-    ``["c23", "c40"]``); the rest stays text.
-    """
-    options: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise typer.BadParameter(f"expected KEY=VALUE, got {pair!r}")
-        lowered = value.lower()
-        if lowered in ("true", "false"):
-            options[key] = lowered == "true"
-        elif lowered == "none":
-            options[key] = None
-        elif "," in value:
-            options[key] = [v for v in value.split(",") if v]
-        else:
-            options[key] = value
-    return options
+OPTION_HELP = (
+    "Loader option KEY=VALUE (repeatable); see `dftoolkit corpora NAME`. VALUE: JSON (true, 3, null) "
+    "or text; commas make lists (c23,c40)."
+)
+OPTION_EXAMPLE = "compression=c23"
 
 
 def loader_options(name: str) -> list[tuple[str, str]]:
@@ -56,7 +36,7 @@ def corpora(name: str = typer.Argument(None, help="Show one loader's options and
     """List the corpus loaders (or describe one)."""
     console = Console()
     if name is None:
-        table = pd.DataFrame(list(list_corpora().items()), columns=["corpus", "description"])
+        table = pd.DataFrame(list(describe_corpora().items()), columns=["corpus", "description"])
         console.print(
             dataframe_table(table, "corpus loaders (dftoolkit index NAME ROOT -o manifest.parquet)")
         )
@@ -74,7 +54,8 @@ def corpora(name: str = typer.Argument(None, help="Show one loader's options and
 def index(
     corpus: str = typer.Argument(..., help="Loader name (see `dftoolkit corpora`)."),
     root: Path = typer.Argument(..., help="The corpus folder."),
-    output: Path = typer.Option(..., "--output", "-o", help="Manifest Parquet file to write."),
+    out: Path = typer.Option(None, "--out", "-o", help="Manifest Parquet file to write (required)."),
+    output: Path = output_alias(),
     option: list[str] = typer.Option([], "--option", "-O", help=OPTION_HELP),
     probe: bool = typer.Option(False, help="Also probe every file for frames, fps and size (parallel)."),
     fast: bool = typer.Option(
@@ -88,22 +69,26 @@ def index(
     """Index a corpus tree into a manifest (no decoding; --probe fills exact frames, fps, size)."""
     from dftoolkit.probing import probe_manifest
 
+    out = out_or_alias(out, output)
+    if out is None:
+        fail("give --out (-o): the manifest file to write")
+    options = key_values("-O", option, OPTION_EXAMPLE)
     try:
-        manifest = index_corpus(corpus, root, **parse_options(option))
+        manifest = index_corpus(corpus, root, **options)
     except (CorpusError, KeyError, TypeError, ValueError) as err:
         fail(err)
     console = Console()
     if probe:
         manifest, failures = probe_manifest(manifest, workers=workers or None, exact=not fast)
         if failures:
-            report = output.with_name(output.stem + ".probe_errors.json")
+            report = out.with_name(out.stem + ".probe_errors.json")
             atomic_write_text(
                 report, json.dumps({"/".join(k): v for k, v in sorted(failures.items())}, indent=1)
             )
             message = f"{len(failures)} file(s) could not be probed; reasons in {report}"
             console.print(message, style="yellow", markup=False)
-    manifest.write_parquet(output)
-    console.print(dataframe_table(manifest.summary(), f"{output}: {len(manifest)} videos"))
+    manifest.write_parquet(out)
+    console.print(dataframe_table(manifest.summary(), f"{out}: {len(manifest)} videos"))
 
 
 def validate(
@@ -114,8 +99,9 @@ def validate(
     json_out: Path = typer.Option(None, "--json", help="Write the full report (every file name) as JSON."),
 ) -> None:
     """Compare a corpus tree with its official layout; exit code 1 when parts are missing or broken."""
+    options = key_values("-O", option, OPTION_EXAMPLE)
     try:
-        report = validate_corpus(corpus, root, probe=probe, **parse_options(option))
+        report = validate_corpus(corpus, root, probe=probe, **options)
     except (CorpusError, KeyError, TypeError, ValueError) as err:
         fail(err)
     if json_out:

@@ -45,7 +45,13 @@ def demo(
     frames: int = typer.Option(32, help="Frames sampled per video."),
     workers: int = typer.Option(0, help="Processes of every parallel step (0: one per core)."),
 ) -> None:
-    """Fetch the real sample media, index it as a corpus, split, export, sample frames, draw a sheet."""
+    """The toolkit end to end on real sample media (fetched once), every output under --out.
+
+    1 fetch the samples; 2 validate and 3 index them as a corpus (probed); 4 split by person without
+    leaks; 5 export; 6 sample frames (contact sheet); 7 preprocess the faces into a FaceStore; 8
+    generate an SR-DF-style corpus of fakes; 9 audit it for label shortcuts; 10 score the samples and
+    the fakes side by side (quality report). Steps 8-10 need the Debian samples (two people).
+    """
     console = Console()
     processes = workers or None
     samples = fetch_samples()

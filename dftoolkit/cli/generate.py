@@ -5,7 +5,6 @@ Exits 1 when the corpus folder is in use by another run, the disk filled, or eve
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -13,28 +12,28 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from dftoolkit.cli._render import check_failures, comma_list, dataframe_table, fail, read_manifest, run_faults
+from dftoolkit.cli._render import (
+    check_failures,
+    comma_list,
+    dataframe_table,
+    fail,
+    key_values,
+    read_manifest,
+    run_faults,
+)
 
 __all__ = ["register"]
 
 
 def _options(settings: list[str]) -> dict[str, dict[str, Any]]:
-    """``["fomm.checkpoint=/x.pth", "feather.width=12"]`` -> ``{"fomm": {"checkpoint": "/x.pth"}, ...}``.
-    Values are JSON when they parse as JSON (numbers, true/false), else strings. Each NAME must be a
-    method or blend and each OPTION one it takes, else :func:`fail` lists the valid ones."""
+    """``["fomm.checkpoint=/x.pth", "feather.width=12"]`` -> ``{"fomm": {"checkpoint": "/x.pth"}, ...}``
+    (:func:`~dftoolkit.cli._render.key_values`). Each NAME must be a method or blend and each KEY an
+    option it takes, else :func:`fail` lists the valid ones."""
     from dftoolkit.generators.base import check_options
 
-    out: dict[str, dict[str, Any]] = {}
-    for setting in settings:
-        name, sep, value = setting.partition("=")
-        owner, dot, key = name.partition(".")
-        if not (sep and dot and owner and key):
-            fail(f"--set {setting!r}: expected NAME.OPTION=VALUE, e.g. fomm.checkpoint=vox-cpk.pth.tar")
-        try:
-            parsed = json.loads(value)
-        except (json.JSONDecodeError, RecursionError):
-            parsed = value
-        out.setdefault(owner, {})[key] = parsed
+    out: dict[str, dict[str, Any]] = key_values(
+        "--set", settings, "fomm.checkpoint=vox-cpk.pth.tar", dotted=True
+    )
     for owner, options in out.items():
         try:
             check_options(owner, options)
@@ -44,13 +43,13 @@ def _options(settings: list[str]) -> dict[str, dict[str, Any]]:
 
 
 def _print_lists(console: Console) -> None:
-    from dftoolkit.generators import list_blends, list_methods
+    from dftoolkit.generators import METHODS, describe_blends, describe_methods
 
     methods = Table("method", "kind", "description", title="manipulation methods")
-    for name, kind, description in list_methods():
-        methods.add_row(name, kind, description)
+    for name, description in describe_methods().items():
+        methods.add_row(name, METHODS.get(name).kind, description)
     blends = Table("blend", "description", title="blends")
-    for name, description in list_blends():
+    for name, description in describe_blends().items():
         blends.add_row(name, description)
     console.print(methods, blends)
 
@@ -91,7 +90,10 @@ def generate(
         False, "--sheets", help="Write a contact sheet per (method, blend, pair) in sheets/."
     ),
     settings: list[str] = typer.Option(
-        None, "--set", help="Method or blend option NAME.OPTION=VALUE, repeatable (e.g. fomm.checkpoint=...)."
+        None,
+        "--set",
+        help="Method or blend option NAME.KEY=VALUE, repeatable (e.g. fomm.checkpoint=...); VALUE: JSON "
+        "(true, 3, null) or text; commas make lists.",
     ),
     list_all: bool = typer.Option(False, "--list", help="List the methods and blends, then exit."),
 ) -> None:

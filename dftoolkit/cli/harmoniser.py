@@ -10,7 +10,7 @@ import typer
 def train_dovenet(
     store: Path = typer.Argument(..., metavar="STORE", help="FaceStore folder (dftoolkit preprocess)."),
     out: Path = typer.Option(
-        ..., "--out", "-o", help="Generator checkpoint to write (resumed from CKPT.train)."
+        ..., "--out", "-o", help="Generator checkpoint to write; OUT.train holds the state a rerun resumes."
     ),
     steps: int = typer.Option(2000, help="Total optimisation steps."),
     batch_size: int = typer.Option(8, "--batch-size", help="Composites per step."),
@@ -26,7 +26,14 @@ def train_dovenet(
     log_every: int = typer.Option(50, "--log-every", help="Print the mean loss every N steps (0: never)."),
     fresh: bool = typer.Option(False, "--fresh", help="Start afresh instead of resuming."),
 ) -> None:
-    """Train DoveNet on colour-perturbed real faces (masked region -> original); writes CKPT."""
+    """Train the DoveNet harmoniser on the real faces of STORE; resumable (rerun to go on).
+
+    Each composite is a real face crop whose masked face region was colour-perturbed; the network
+    learns to give back the original (L1 reconstruction only: no adversarial discriminators). Only
+    videos labelled real in the store's manifest are used. Writes OUT, the generator in the authors'
+    key format (`dftoolkit generate --blends dovenet --set dovenet.checkpoint=OUT`), and OUT.train;
+    --fresh starts over.
+    """
     from dftoolkit.generators.harmonise_train import faces_from_store
     from dftoolkit.generators.harmonise_train import train_dovenet as train
 

@@ -14,12 +14,13 @@ __all__ = ["register"]
 
 
 def _print_table() -> None:
-    from dftoolkit.generators.perturb import PERTURBATIONS
+    from dftoolkit.generators.perturb import PERTURBATIONS, list_perturbations
 
     table = Table(title="perturbations (chain steps: TYPE:LEVEL, or c23 / c40)")
     for column in ("type", "levels", "parameter at level 1 -> 5", "what it does"):
         table.add_column(column)
-    for kind in PERTURBATIONS:
+    for name in list_perturbations():
+        kind = PERTURBATIONS.get(name)
         levels = "-" if kind.fixed else f"1..{len(kind.levels)}"
         params = ", ".join(f"{p:g}" for p in kind.levels)
         table.add_row(kind.name, levels, f"crf {params}" if kind.video else params, kind.description)

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from dftoolkit.cli._render import check_failures, comma_list, dataframe_table, fail, read_manifest, run_faults
+from dftoolkit.faces import list_backends
 
 
 def preprocess(
@@ -21,7 +22,7 @@ def preprocess(
     crops: str = typer.Option("face", help="Comma-separated crop kinds: face, aligned, ffhq, mouth."),
     frames: int = typer.Option(32, help="Frames sampled per video."),
     policy: str = typer.Option("even", help="Sampling policy: even, stride, segments, all."),
-    backend: str = typer.Option("mediapipe", help="Face backend (mediapipe, dlib, fan)."),
+    backend: str = typer.Option("mediapipe", help=f"Face backend ({', '.join(list_backends())})."),
     size: int = typer.Option(0, help="Side of every crop in pixels (0: each kind's default)."),
     workers: int = typer.Option(0, help="Processes (0: one per core)."),
     engine: str = typer.Option("local", help="local (process pool) or ray."),

@@ -11,7 +11,7 @@ import pandas as pd
 import typer
 from rich.console import Console
 
-from dftoolkit.cli._render import comma_list, dataframe_table, fail, run_faults
+from dftoolkit.cli._render import comma_list, dataframe_table, fail, key_values, run_faults
 from dftoolkit.cli.audit import print_audit
 
 __all__ = ["print_report", "register"]
@@ -55,14 +55,9 @@ def quality(
     """
     from dftoolkit.quality.report import QualityConfig, quality_report
 
+    files = key_values("--weights", weights, "vgg16=/models/vgg16.pth")
     with run_faults(out):
         try:
-            pairs = []
-            for item in weights:
-                name, sep, path = item.partition("=")
-                if not sep or not name or not path:
-                    raise ValueError(f"--weights takes NAME=PATH, got {item!r}")
-                pairs.append((name, path))
             config = QualityConfig(
                 metrics=tuple(comma_list(metrics)),
                 protocol=protocol,
@@ -73,7 +68,7 @@ def quality(
                 perceptual_backbone=backbone,
                 lpips_net=lpips_net,
                 tsne_backbone=tsne_backbone,
-                weights=tuple(pairs),
+                weights=tuple((name, str(path)) for name, path in files.items()),
             )
             report = quality_report(sources, out, config, workers=workers or None)
         except (ValueError, KeyError, FileNotFoundError) as err:

@@ -8,12 +8,20 @@ import pandas as pd
 import typer
 from rich.console import Console
 
-from dftoolkit.cli._render import comma_list, dataframe_table, read_manifest, warnings_as_lines
+from dftoolkit.cli._render import (
+    comma_list,
+    dataframe_table,
+    out_or_alias,
+    output_alias,
+    read_manifest,
+    warnings_as_lines,
+)
 
 
 def split(
     manifest_path: Path = typer.Argument(..., metavar="MANIFEST", help="Manifest Parquet file."),
-    output: Path = typer.Option(None, "--output", "-o", help="Manifest with the new split column."),
+    out: Path = typer.Option(None, "--out", "-o", help="Manifest with the new split column."),
+    output: Path = output_alias(),
     protocol: str = typer.Option("grouped", help="official | grouped | cross-dataset."),
     ratios: str = typer.Option("0.8,0.1,0.1", help="train,val,test ratios for grouped splits."),
     seed: int = typer.Option(0, help="Seed of the grouped assignment."),
@@ -34,11 +42,12 @@ def split(
         split_summary,
     )
 
+    out = out_or_alias(out, output)
     manifest = read_manifest(manifest_path)
     console = Console()
     if not check:
-        if output is None:
-            raise typer.BadParameter("give --output (or --check to only check)")
+        if out is None:
+            raise typer.BadParameter("give --out (or --check to only check)")
         if protocol not in SPLIT_PROTOCOLS:
             raise typer.BadParameter(f"protocol must be one of {SPLIT_PROTOCOLS}")
         with warnings_as_lines():  # e.g. a split that got no records: one line, no source line
@@ -52,9 +61,9 @@ def split(
                     )
             except ValueError as err:
                 raise typer.BadParameter(str(err)) from None
-        manifest.write_parquet(output)
+        manifest.write_parquet(out)
         console.print(
-            dataframe_table(split_summary(manifest).round({"share": 3}), f"{output}: {protocol} split")
+            dataframe_table(split_summary(manifest).round({"share": 3}), f"{out}: {protocol} split")
         )
     leaks = check_leaks(manifest)
     if leaks:

@@ -20,6 +20,7 @@ __all__ = [
     "CorpusError",
     "ExpectedFolder",
     "ValidationReport",
+    "describe_corpora",
     "get_corpus",
     "index_corpus",
     "list_corpora",
@@ -42,14 +43,19 @@ for _module in LOADER_MODULES:
     importlib.import_module(f"{__name__}.{_module}")
 
 
-def list_corpora() -> dict[str, str]:
-    """Registered corpus names -> one-line descriptions."""
-    return {entry.name: entry.description for entry in CORPORA.entries()}
+def list_corpora() -> list[str]:
+    """The registered corpus names, sorted."""
+    return CORPORA.names()
 
 
-def get_corpus(name: str) -> Corpus:
-    """An instance of the loader registered as ``name`` (KeyError listing the known names)."""
-    return CORPORA.get(name)()
+def describe_corpora() -> dict[str, str]:
+    """Corpus name -> one-line description."""
+    return CORPORA.describe()
+
+
+def get_corpus(name: str, **options: Any) -> Corpus:
+    """A new loader registered as ``name``, built with ``options`` (KeyError listing the known names)."""
+    return CORPORA.get(name)(**options)
 
 
 def _root(root: str | os.PathLike[str]) -> Path:

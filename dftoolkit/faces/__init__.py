@@ -12,14 +12,27 @@ from dftoolkit.faces import dlib_hog, fan, mediapipe_mesh  # noqa: F401 - import
 from dftoolkit.faces.base import FACE_BACKENDS, FaceBackend, Faces
 from dftoolkit.faces.cascade import DetectionCascade
 
-__all__ = ["FACE_BACKENDS", "DetectionCascade", "FaceBackend", "Faces", "get_backend", "list_backends"]
+__all__ = [
+    "FACE_BACKENDS",
+    "DetectionCascade",
+    "FaceBackend",
+    "Faces",
+    "describe_backends",
+    "get_backend",
+    "list_backends",
+]
+
+
+def list_backends() -> list[str]:
+    """The registered face backend names, sorted."""
+    return FACE_BACKENDS.names()
+
+
+def describe_backends() -> dict[str, str]:
+    """Face backend name -> one-line description."""
+    return FACE_BACKENDS.describe()
 
 
 def get_backend(name: str, **options: object) -> FaceBackend:
     """A new instance of the backend registered as ``name``, built with ``options``."""
     return FACE_BACKENDS.get(name)(**options)
-
-
-def list_backends() -> list[tuple[str, str]]:
-    """``(name, description)`` of every registered backend."""
-    return [(entry.name, entry.description) for entry in FACE_BACKENDS.entries()]

@@ -17,6 +17,13 @@ from dftoolkit.registry import Registry
 
 __all__ = ["FACE_BACKENDS", "FaceBackend", "Faces", "register_backend"]
 
+# How to install the optional face backends: the `faces` extra brings dlib and the real dependencies of
+# mediapipe and face-alignment; those two go in with --no-deps, as their declared ones conflict with
+# this stack (requirements/nodeps.txt says why).
+FACES_INSTALL = (
+    "pip install 'dftoolkit[faces]' && pip install --no-deps mediapipe==0.10.21 face-alignment==1.5.0"
+)
+
 
 @dataclass
 class Faces:

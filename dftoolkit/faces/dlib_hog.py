@@ -7,7 +7,7 @@ import os
 import numpy as np
 
 from dftoolkit.faces.assets import dlib_68_predictor
-from dftoolkit.faces.base import FaceBackend, Faces, register_backend
+from dftoolkit.faces.base import FACES_INSTALL, FaceBackend, Faces, register_backend
 
 __all__ = ["DlibBackend"]
 
@@ -43,7 +43,7 @@ class DlibBackend(FaceBackend):
         try:
             import dlib
         except ImportError as e:
-            raise ImportError("the dlib backend needs dlib (pip install 'dftoolkit[faces]')") from e
+            raise ImportError(f"the dlib backend needs dlib (dlib-bin): {FACES_INSTALL}") from e
         self.upsample = upsample
         self.threshold = threshold
         self._rectangle = dlib.rectangle

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dftoolkit.faces.base import FaceBackend, Faces, register_backend
+from dftoolkit.faces.base import FACES_INSTALL, FaceBackend, Faces, register_backend
 
 __all__ = ["FAN_WEIGHTS", "S3FD_WEIGHTS", "FanBackend", "fan_weights"]
 
@@ -75,7 +75,7 @@ class FanBackend(FaceBackend):
             import face_alignment
             from face_alignment.models import FAN
         except ImportError as e:
-            raise ImportError("the fan backend needs face-alignment (pip install 'dftoolkit[faces]')") from e
+            raise ImportError(f"the fan backend needs face-alignment 1.5.0: {FACES_INSTALL}") from e
 
         class LocalFaceAlignment(face_alignment.FaceAlignment):
             """FaceAlignment loading FAN from ``fan`` instead of its download cache."""

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from dftoolkit.faces.base import FaceBackend, Faces, register_backend
+from dftoolkit.faces.base import FACES_INSTALL, FaceBackend, Faces, register_backend
 
 __all__ = ["MESH_TO_IBUG68", "MediaPipeBackend"]
 
@@ -71,7 +71,7 @@ class MediaPipeBackend(FaceBackend):
         try:
             import mediapipe as mp
         except ImportError as e:
-            raise ImportError("the mediapipe backend needs mediapipe 0.10.21 (dftoolkit[faces])") from e
+            raise ImportError(f"the mediapipe backend needs mediapipe 0.10.21: {FACES_INSTALL}") from e
         models = [model_selection] if isinstance(model_selection, int) else list(model_selection)
         if not models or not set(models) <= {0, 1}:
             raise ValueError(f"model_selection must be 0 (short range), 1 (full range) or both: {models}")

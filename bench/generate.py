@@ -23,11 +23,12 @@ import time
 import numpy as np
 
 from dftoolkit.faces import DetectionCascade, get_backend
+from dftoolkit.faces.geometry import box_matrix, landmark_boxes, transform_points, warp
+from dftoolkit.faces.tracking import FaceTrack, face_track
 from dftoolkit.fetch import debian_available
-from dftoolkit.generators import FaceTrack, build_dataset, get_blend, get_method
-from dftoolkit.generators.material import PATCH_SCALE, face_patches, face_track, landmark_boxes
+from dftoolkit.generators import build_dataset, get_blend, get_method
+from dftoolkit.generators.material import PATCH_SCALE, face_patches
 from dftoolkit.manifest import Manifest
-from dftoolkit.preprocess.geometry import box_matrix, transform_points, warp
 from dftoolkit.samples import fetch_samples, sample_path
 from dftoolkit.video import VideoReader
 

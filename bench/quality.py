@@ -34,8 +34,9 @@ import torch
 from skimage.metrics import structural_similarity
 
 from dftoolkit.faces import DetectionCascade, get_backend
-from dftoolkit.generators.material import PATCH_SCALE, face_track, landmark_boxes
-from dftoolkit.preprocess.geometry import box_matrix, hull_mask, transform_points, warp
+from dftoolkit.faces.geometry import box_matrix, hull_mask, landmark_boxes, transform_points, warp
+from dftoolkit.faces.tracking import face_track
+from dftoolkit.generators.material import PATCH_SCALE
 from dftoolkit.quality.ewarp import ewarp, pair_flows
 from dftoolkit.quality.ssim import PROTOCOLS, mask_ssim
 from dftoolkit.samples import sample_path

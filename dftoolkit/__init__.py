@@ -2,6 +2,7 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
+from dftoolkit.errors import DftoolkitError
 from dftoolkit.manifest import Manifest, ManifestError
 from dftoolkit.records import RecordError, VideoRecord
 
@@ -10,4 +11,4 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0+unknown"
 
-__all__ = ["Manifest", "ManifestError", "RecordError", "VideoRecord", "__version__"]
+__all__ = ["DftoolkitError", "Manifest", "ManifestError", "RecordError", "VideoRecord", "__version__"]

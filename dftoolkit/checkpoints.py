@@ -18,12 +18,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from dftoolkit.errors import DftoolkitError
+
 __all__ = ["CheckpointError", "fit_state_dict", "load_weights"]
 
 _LISTED = 5  # names listed per kind of difference
 
 
-class CheckpointError(ValueError):
+class CheckpointError(DftoolkitError, ValueError):
     """A checkpoint file that cannot be read safely or does not fit the architecture."""
 
 

@@ -18,12 +18,13 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from dftoolkit.errors import DftoolkitError
 from dftoolkit.fileio import atomic_path, sha256_file
 
 __all__ = ["FetchError", "PinnedFile", "debian_available", "fetch_pinned"]
 
 
-class FetchError(RuntimeError):
+class FetchError(DftoolkitError, RuntimeError):
     """A pinned file could not be fetched or failed its checksum."""
 
 

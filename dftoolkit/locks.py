@@ -28,6 +28,8 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
+from dftoolkit.errors import DftoolkitError
+
 __all__ = ["LOCK_FILE", "FolderLockedError", "locks_output", "output_lock", "remove_temporaries"]
 
 LOCK_FILE = ".dftoolkit.lock"
@@ -41,7 +43,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-class FolderLockedError(RuntimeError):
+class FolderLockedError(DftoolkitError, RuntimeError):
     """Another live process is writing the output folder; ``holder`` is what it wrote in the lock file."""
 
     def __init__(self, folder: Path, holder: dict[str, Any] | None) -> None:

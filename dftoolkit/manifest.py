@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from dftoolkit.errors import DftoolkitError
 from dftoolkit.fileio import atomic_path
 from dftoolkit.paths import resolve_within
 from dftoolkit.records import LABELS, SPLITS, RecordError, VideoRecord
@@ -57,7 +58,7 @@ def _whole_floats_to_int(values: list[Any]) -> list[Any]:
     return [int(v) if isinstance(v, float) and v.is_integer() else v for v in values]
 
 
-class ManifestError(ValueError):
+class ManifestError(DftoolkitError, ValueError):
     """A manifest is malformed: bad rows, duplicate ids, unreadable file, missing or conflicting roots."""
 
 

@@ -6,10 +6,12 @@ import os
 import posixpath
 from pathlib import Path
 
+from dftoolkit.errors import DftoolkitError
+
 __all__ = ["PathEscapeError", "normalise_relpath", "resolve_within"]
 
 
-class PathEscapeError(ValueError):
+class PathEscapeError(DftoolkitError, ValueError):
     """A path is absolute, empty, or points outside the folder it must stay in."""
 
 

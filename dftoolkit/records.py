@@ -7,16 +7,39 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from dftoolkit.errors import DftoolkitError
 from dftoolkit.paths import PathEscapeError, normalise_relpath
 
-__all__ = ["LABELS", "SPLITS", "RecordError", "VideoRecord", "check_name"]
+__all__ = ["LABELS", "METHOD_KINDS", "SPLITS", "RecordError", "VideoRecord", "check_name", "method_kind"]
 
 LABELS = {0: "real", 1: "fake"}
 _UNSAFE_NAME = re.compile(r'[/\\:*?"<>|\x00-\x1f]')
 SPLITS = ("train", "val", "test")
 
+METHOD_KINDS: dict[str, str] = {
+    # FaceForensics++ (Rossler et al. 2019) and its DeepFakeDetection addition
+    "Deepfakes": "swap",
+    "FaceSwap": "swap",
+    "FaceShifter": "swap",
+    "DeepFakeDetection": "swap",
+    "Face2Face": "reenact",
+    "NeuralTextures": "reenact",
+    # the toolkit's generators (a method registered there adds itself; its kind must agree)
+    "swap": "swap",
+    "reenact": "reenact",
+    "fomm": "reenact",
+}
+"""Manipulation method name -> ``"swap"`` (another identity's face) or ``"reenact"`` (the target's
+own face, driven by another's expression and motion)."""
 
-class RecordError(ValueError):
+
+def method_kind(method: str | None) -> str | None:
+    """``"swap"``, ``"reenact"`` or None (unknown) for a manifest ``method`` such as ``"swap+rct"``
+    (a toolkit method and its blend), ``"fomm+feather"`` or ``"Face2Face"``."""
+    return METHOD_KINDS.get(method.split("+", 1)[0]) if method else None
+
+
+class RecordError(DftoolkitError, ValueError):
     """A record field has a wrong type or value."""
 
 

@@ -28,10 +28,10 @@ tests on others (:func:`cross_dataset_split`).
 
 from __future__ import annotations
 
+import logging
 import math
 import numbers
 import random
-import warnings
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -63,6 +63,7 @@ LEAK_KINDS = ("original", "identity", "duplicate")
 
 _LINKS = ("identity", "original")
 _MAX_EXAMPLES = 10
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -252,7 +253,7 @@ def grouped_split(
     cut: one that is huge (e.g. an identity appearing in half the corpus, or a corpus whose
     face swaps chain all identities together) goes whole to one split, so the realised ratios
     (see :func:`split_summary`) can differ from ``ratios``; a split with a positive ratio that
-    gets no record raises a ``UserWarning``. Choose checkpoints and thresholds on val only.
+    gets no record logs a warning. Choose checkpoints and thresholds on val only.
     """
     values = _check_ratios(ratios)
     unknown = sorted(set(by) - set(_LINKS))
@@ -275,11 +276,12 @@ def grouped_split(
     counts = Counter(chosen.values())
     for split, ratio in shares.items():
         if ratio > 0 and free and not counts[split]:
-            warnings.warn(
-                f"grouped_split: split {split!r} got no records ({len(free)} component(s) to divide, "
-                f"largest {max(map(len, free))} records); components are never cut",
-                UserWarning,
-                stacklevel=2,
+            _log.warning(
+                "grouped_split: split %r got no records (%d component(s) to divide, largest %d records); "
+                "components are never cut",
+                split,
+                len(free),
+                max(map(len, free)),
             )
     result = Manifest((r.replace(split=chosen[i]) for i, r in enumerate(records)), roots=manifest.roots)
     leaks = check_leaks(result, identities="identity" in by, originals="original" in by)

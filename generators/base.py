@@ -21,7 +21,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from dftoolkit.faces.tracking import FaceTrack
+from dftoolkit.records import METHOD_KINDS
 from dftoolkit.registry import Registry
+from dftoolkit.video.sampling import ping_pong
 
 __all__ = [
     "BLENDS",
@@ -29,7 +32,6 @@ __all__ = [
     "METHODS",
     "Blend",
     "FacePatches",
-    "FaceTrack",
     "Manipulation",
     "Rendered",
     "check_options",
@@ -39,49 +41,11 @@ __all__ = [
     "get_method",
     "list_blends",
     "list_methods",
-    "ping_pong",
     "register_blend",
     "register_method",
 ]
 
 KINDS = ("swap", "reenact")
-
-
-@dataclass(frozen=True)
-class FaceTrack:
-    """The main face of a video, frame by frame (every frame, not a sample).
-
-    Attributes:
-        landmarks: ``(T, 68, 2)`` float32 pixels, temporally smoothed; NaN rows where no face.
-        height, width: frame size in pixels.
-        fps: frames per second of the video.
-    """
-
-    landmarks: np.ndarray
-    height: int
-    width: int
-    fps: float
-
-    def __len__(self) -> int:
-        return len(self.landmarks)
-
-    @property
-    def found(self) -> np.ndarray:
-        """``(T,)`` bool: frames where the face was found."""
-        return ~np.isnan(self.landmarks).any(axis=(1, 2))
-
-
-def ping_pong(t: int | np.ndarray, n: int) -> np.ndarray:
-    """Index into an ``n``-item source at step ``t`` (int or array): forward to the end, then backward,
-    and again: ``0, 1, ..., n-1, n-2, ..., 1, 0, 1, ...`` (always 0 when ``n`` is 1)."""
-    if n < 1:
-        raise ValueError(f"a source needs at least one item, got {n}")
-    t = np.asarray(t)
-    if n == 1:
-        return np.zeros_like(t)
-    period = 2 * (n - 1)
-    phase = t % period
-    return np.where(phase < n, phase, period - phase)
 
 
 @dataclass(frozen=True)
@@ -117,7 +81,8 @@ class FacePatches:
         return len(self.images)
 
     def at(self, t: int) -> int:
-        """Which crop to use at target frame ``t``: :func:`ping_pong`, so a short source never jumps."""
+        """Which crop to use at target frame ``t``: :func:`~dftoolkit.video.sampling.ping_pong`, so a
+        short source never jumps."""
         return int(ping_pong(t, len(self.images)))
 
 
@@ -211,9 +176,13 @@ BLENDS: Registry[type[Blend]] = Registry("blend")
 
 
 def register_method(cls: type[Manipulation]) -> type[Manipulation]:
-    """Class decorator: register a :class:`Manipulation` under its ``name``."""
+    """Class decorator: register a :class:`Manipulation` under its ``name``, and its kind in
+    :data:`~dftoolkit.records.METHOD_KINDS` (where quality and the detectors look kinds up)."""
     if cls.kind not in KINDS:
         raise ValueError(f"{cls.__name__}.kind must be one of {KINDS}, got {cls.kind!r}")
+    known = METHOD_KINDS.setdefault(cls.name, cls.kind)
+    if known != cls.kind:
+        raise ValueError(f"{cls.__name__}: method {cls.name!r} is a {known!r} method, not {cls.kind!r}")
     METHODS.register(cls.name, cls.description)(cls)
     return cls
 

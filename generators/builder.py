@@ -35,7 +35,6 @@ import json
 import os
 import shutil
 import time
-import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -46,9 +45,12 @@ import cv2
 import numpy as np
 
 from dftoolkit import __version__
+from dftoolkit.config import override, write_config
+from dftoolkit.faces.tracking import FaceTrack, face_track
 from dftoolkit.fileio import atomic_path, atomic_write_text
-from dftoolkit.generators.base import BLENDS, METHODS, Blend, FaceTrack, get_blend, get_method
-from dftoolkit.generators.material import face_patches, face_track
+from dftoolkit.generators.base import BLENDS, Blend, get_blend, get_method
+from dftoolkit.generators.config import BuildConfig
+from dftoolkit.generators.material import face_patches
 from dftoolkit.generators.perturb import Chain, PerturbingWriter, resolve_chain
 from dftoolkit.locks import locks_output, remove_temporaries
 from dftoolkit.manifest import Manifest
@@ -56,13 +58,11 @@ from dftoolkit.progress import progress
 from dftoolkit.records import VideoRecord
 from dftoolkit.sheets import contact_sheet, write_png
 from dftoolkit.video import VideoDecodeError, VideoReader, VideoWriter, probe, probe_encoding
-from dftoolkit.workers import run_phases
+from dftoolkit.workers import Outcome, Stage, check_engine, run_stage, runs_dir, write_run
 
 __all__ = ["BuildReport", "Pair", "build_dataset", "choose_pairs", "perturbation_tag"]
 
 MANIFEST = "manifest.parquet"
-ORIGINALS = ("encode", "link")
-"""How the builder includes the originals of its fakes (see :func:`build_dataset`)."""
 SHEET_FRAMES = 6
 TEMPORARY_FOLDERS = ("videos", "originals", "masks", "provenance", "sheets", "runs", ".work")
 """Where a killed build leaves temporary files (besides ``manifest.parquet``'s, in the root)."""
@@ -187,6 +187,10 @@ class _FakeJob:
     sheets: bool
     seed: int
 
+    @property
+    def name(self) -> str:
+        return f"{self.method}/{self.pair.name}"
+
 
 @dataclass(frozen=True)
 class _RealJob:
@@ -198,6 +202,10 @@ class _RealJob:
     out_dir: str
     crf: int | None
     link: bool
+
+    @property
+    def name(self) -> str:
+        return "/".join(self.source.key)
 
 
 @dataclass
@@ -220,20 +228,57 @@ class BuildReport:
     seconds: float = 0.0
 
 
-_WORKER: dict[str, Any] = {}
+@dataclass(frozen=True)
+class _TrackJob:
+    """The face track of one real video, to cache at ``track_path``: picklable."""
+
+    video_path: str
+    track_path: str
+
+    @property
+    def name(self) -> str:
+        return self.video_path
 
 
-def _init_worker(backend: str) -> None:
-    cv2.setNumThreads(1)
-    _WORKER["backend"] = backend
+@dataclass(frozen=True)
+class _Done:
+    """What one job of the build wrote: ``made`` videos (``frames`` rendered frames for a fake), or,
+    for a planned fake that was not written, why (``not_made``)."""
+
+    made: int = 0
+    frames: int = 0
+    not_made: str | None = None
 
 
-def _cascade():
-    if "cascade" not in _WORKER:
-        from dftoolkit.faces import DetectionCascade, get_backend
+class BuildStage(Stage[_TrackJob | _FakeJob | _RealJob, _Done]):
+    """One job of a build: a real's face track, the fakes of one (method, pair), or a real and its
+    copies. Face models (``backend``) load in a worker when its first track job comes."""
 
-        _WORKER["cascade"] = DetectionCascade(get_backend(_WORKER["backend"]))
-    return _WORKER["cascade"]
+    name = "generating"
+
+    def __init__(self, backend: str) -> None:
+        self.backend = backend
+        self.cascade = None
+
+    def setup(self) -> None:
+        cv2.setNumThreads(1)
+
+    def run(self, job: _TrackJob | _FakeJob | _RealJob) -> _Done:
+        if isinstance(job, _TrackJob):
+            return self.track(job)
+        return _fake_job(job) if isinstance(job, _FakeJob) else _real_job(job)
+
+    def track(self, job: _TrackJob) -> _Done:
+        if self.cascade is None:
+            from dftoolkit.faces import DetectionCascade, get_backend
+
+            self.cascade = DetectionCascade(get_backend(self.backend))
+        track = face_track(job.video_path, self.cascade)
+        _save_track(Path(job.track_path), track)
+        return _Done(frames=len(track))
+
+    def __getstate__(self) -> dict[str, Any]:  # workers get the settings, never loaded models
+        return {"backend": self.backend, "cascade": None}
 
 
 def _save_track(path: Path, track: FaceTrack) -> None:
@@ -268,30 +313,15 @@ def _unreadable_reals(manifest: Manifest, out: Path) -> dict[tuple[str, str], st
     return unreadable
 
 
-def _track_job(video_path: str, track_path: str) -> dict[str, Any]:
-    """Worker: the face track of one real video, cached at ``track_path``."""
-    start = time.perf_counter()
-    try:
-        track = face_track(video_path, _cascade())
-        _save_track(Path(track_path), track)
-    except Exception:
-        return {"kind": "track", "key": video_path, "error": traceback.format_exc(limit=3)}
-    return {"kind": "track", "key": video_path, "frames": len(track), "seconds": time.perf_counter() - start}
-
-
 def _store_track(store, record: VideoRecord, video: Path) -> FaceTrack | None:
     """The track from a FaceStore that sampled every frame of the video (policy ``all``), else None."""
     if not store.has(record.dataset, record.video_id):
         return None
     reader = VideoReader(video)
-    table = store.frames_of(record.dataset, record.video_id)
-    if table["frame_index"].tolist() != list(range(reader.num_frames)):
+    track = store.track(record.dataset, record.video_id)
+    if not np.array_equal(track.frame_indices, np.arange(reader.num_frames)):
         return None
-    landmarks = np.full((reader.num_frames, 68, 2), np.nan, np.float32)
-    for row, (status, points) in enumerate(zip(table["status"], table["landmarks"], strict=True)):
-        if status == "ok":
-            landmarks[row] = np.asarray(points, np.float32).reshape(68, 2)
-    return FaceTrack(landmarks, reader.shape[0], reader.shape[1], reader.fps)
+    return FaceTrack(track.landmarks, reader.shape[0], reader.shape[1], reader.fps)
 
 
 def _difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -365,30 +395,26 @@ class _Uncovered(Exception):
     """A fake's mask covers too few frames; nothing of it is kept."""
 
 
-def _fake_job(job: _FakeJob) -> dict[str, Any]:
+def _fake_job(job: _FakeJob) -> _Done:
     """Worker: render the method once per frame, blend it every requested way, perturb, write."""
-    start = time.perf_counter()
     out = Path(job.out_dir)
-    key = f"{job.method}/{job.pair.name}"
     try:
         target = _load_track(job.target_track)
         source_track = _load_track(job.source_track)
         for role, track in (("target", target), ("source", source_track)):
             if not track.found.any():
-                return {"kind": "fake", "key": key, "not_made": f"the {role} video has no face in any frame"}
+                return _Done(not_made=f"the {role} video has no face in any frame")
         found = int(target.found.sum())
         if found < job.min_coverage * len(target):
-            return {
-                "kind": "fake",
-                "key": key,
-                "not_made": f"a face was found in only {found} of the target's {len(target)} frames "
-                f"(at most {found / len(target):.3f} coverage < min_coverage {job.min_coverage})",
-            }
+            return _Done(
+                not_made=f"a face was found in only {found} of the target's {len(target)} frames "
+                f"(at most {found / len(target):.3f} coverage < min_coverage {job.min_coverage})"
+            )
         patches = face_patches(VideoReader(job.source_path), source_track)
         try:
             method = get_method(job.method, patches, target, **job.method_options)
         except ValueError as err:  # the material cannot drive this method (e.g. one source face)
-            return {"kind": "fake", "key": key, "not_made": str(err)}
+            return _Done(not_made=str(err))
         blends = {name: _seeded_blend(name, options, job.seed) for name, options in job.blends}
         reader = VideoReader(job.target_path)
         wanted = set(np.linspace(0, len(target) - 1, SHEET_FRAMES).round().astype(int).tolist())
@@ -445,16 +471,8 @@ def _fake_job(job: _FakeJob) -> dict[str, Any]:
             }
             _write_provenance(out, record, o, encoding, extra)
     except _Uncovered as uncovered:
-        return {"kind": "fake", "key": key, "not_made": str(uncovered)}
-    except Exception:
-        return {"kind": "fake", "key": key, "error": traceback.format_exc(limit=4)}
-    return {
-        "kind": "fake",
-        "key": key,
-        "frames": frames,
-        "made": len(job.outputs),
-        "seconds": time.perf_counter() - start,
-    }
+        return _Done(not_made=str(uncovered))
+    return _Done(made=len(job.outputs), frames=frames)
 
 
 def _seeded_blend(name: str, options: dict[str, Any], seed: int) -> Blend:
@@ -464,35 +482,31 @@ def _seeded_blend(name: str, options: dict[str, Any], seed: int) -> Blend:
     return get_blend(name, **{**own, **options})
 
 
-def _real_job(job: _RealJob) -> dict[str, Any]:
+def _real_job(job: _RealJob) -> _Done:
     """Worker: write a real video through the corpus's encoder (or link it) and its perturbed copies."""
     out = Path(job.out_dir)
-    key = "/".join(job.source.key)
-    try:
-        source = Path(job.source_path)
-        reader = VideoReader(source)
-        encoded = [o for o in job.outputs if not (job.link and o.perturbation is None)]
-        frames = 0
-        with ExitStack() as stack:
-            sinks, chains = _open_outputs(stack, out, encoded, job.crf, reader.fps, reader.shape[:2])
-            if sinks:
-                for frame in reader:
-                    for sink in sinks:
-                        sink.write(frame)
-                    frames += 1
-                if frames != reader.num_frames:  # a short decode must not become a short real
-                    raise VideoDecodeError(f"{source}: decoded {frames} of {reader.num_frames} frames")
-        applied = dict(zip((o.record.video_id for o in encoded), chains, strict=True))
-        for o in job.outputs:
-            if o.record.video_id not in applied:
-                _link_or_copy(source, out / o.record.relpath)
-            record, encoding = _read_back(out, o.record.replace(perturbation=applied.get(o.record.video_id)))
-            extra = {"source": {"dataset": job.source.dataset, "video_id": job.source.video_id}}
-            extra["written"] = "linked" if o.record.video_id not in applied else "encoded"
-            _write_provenance(out, record, o, encoding, extra)
-    except Exception:
-        return {"kind": "real", "key": key, "error": traceback.format_exc(limit=4)}
-    return {"kind": "real", "key": key, "made": len(job.outputs)}
+    source = Path(job.source_path)
+    reader = VideoReader(source)
+    encoded = [o for o in job.outputs if not (job.link and o.perturbation is None)]
+    frames = 0
+    with ExitStack() as stack:
+        sinks, chains = _open_outputs(stack, out, encoded, job.crf, reader.fps, reader.shape[:2])
+        if sinks:
+            for frame in reader:
+                for sink in sinks:
+                    sink.write(frame)
+                frames += 1
+            if frames != reader.num_frames:  # a short decode must not become a short real
+                raise VideoDecodeError(f"{source}: decoded {frames} of {reader.num_frames} frames")
+    applied = dict(zip((o.record.video_id for o in encoded), chains, strict=True))
+    for o in job.outputs:
+        if o.record.video_id not in applied:
+            _link_or_copy(source, out / o.record.relpath)
+        record, encoding = _read_back(out, o.record.replace(perturbation=applied.get(o.record.video_id)))
+        extra = {"source": {"dataset": job.source.dataset, "video_id": job.source.video_id}}
+        extra["written"] = "linked" if o.record.video_id not in applied else "encoded"
+        _write_provenance(out, record, o, encoding, extra)
+    return _Done(made=len(job.outputs))
 
 
 def _sheet(path: Path, kept: dict[str, list[np.ndarray]], blend: str) -> None:
@@ -587,24 +601,13 @@ def _real_outputs(
 def build_dataset(
     real_manifest: Manifest,
     out_dir: str | os.PathLike[str],
-    methods: Sequence[str] = ("swap", "reenact"),
-    blends: Sequence[str] = ("feather",),
-    perturbations: Sequence[str | None] = (None,),
-    seed: int = 0,
+    config: BuildConfig | None = None,
     *,
-    name: str = "srdf",
-    per_target: int = 1,
-    method_options: dict[str, dict[str, Any]] | None = None,
-    blend_options: dict[str, dict[str, Any]] | None = None,
-    crf: int | None = 18,
-    min_coverage: float = 0.9,
-    originals: str = "encode",
-    perturb_reals: bool = True,
     store: str | os.PathLike[str] | None = None,
-    backend: str = "mediapipe",
     workers: int | None = None,
-    sheets: bool = False,
+    engine: str = "local",
     report: BuildReport | None = None,
+    **options: Any,
 ) -> Manifest:
     """Make fakes from the real videos of ``real_manifest`` into a toolkit corpus at ``out_dir``.
 
@@ -617,57 +620,49 @@ def build_dataset(
     real whose face track fails later (e.g. it breaks mid-stream) fails every fake that needs it,
     naming the real and why; its partners are not redrawn.
 
+    Each perturbation entry gives one fake per (method, pair, blend), applied to the frames before
+    the final encode (encode steps such as ``c40`` are round trips inside the chain); with
+    ``perturb_reals`` every original gets a copy per entry too (fixed chains as given, ``random``
+    drawn per video from the same distribution), so the perturbation does not predict the label. A
+    fake whose mask covers less than ``min_coverage`` of its frames is not written and goes to
+    ``report.not_made`` with its numbers.
+
     Args:
         real_manifest: real videos (label 0); fakes in it only supply FF++-style pairs and splits.
-        out_dir: the corpus folder (created; an existing build there is resumed).
-        methods: manipulation names (:func:`~dftoolkit.generators.list_methods`).
-        blends: blend names (:func:`~dftoolkit.generators.list_blends`).
-        perturbations: per entry one fake per (method, pair, blend): ``None``/``"none"`` clean,
-            a chain such as ``"CS:3 GB:2"`` or ``"c40"``, ``"random"`` or ``"random:N"`` (a mix of N).
-            Applied to the frames before the final encode (encode steps such as ``c40`` are
-            round trips inside the chain).
-        seed: decides the pairs and every random choice; equal seeds give equal corpora.
-        name: the dataset name of the records.
-        per_target: sources per target when pairs are drawn.
-        method_options: per method name, its keyword parameters (e.g. a checkpoint path).
-        blend_options: per blend name, its options.
-        crf: H.264 quality of every video written, fakes and reals (18: visually lossless); None
-            writes them all lossless.
-        min_coverage: the least fraction of a fake's frames its mask must cover (0..1); a fake
-            below it is not written and goes to ``report.not_made`` with its numbers.
-        originals: ``"encode"`` writes the originals through the fakes' encoder (as FF++ ships
-            reals and fakes at one compression); ``"link"`` keeps the source files (hard links).
-        perturb_reals: for each perturbation entry, also write a perturbed copy of every original
-            (fixed chains as given; ``random`` drawn per video from the same distribution), so the
-            perturbation does not predict the label.
+        out_dir: the corpus folder (created; an existing build there is resumed). The resolved
+            config is recorded in it (``config.yaml``, :func:`~dftoolkit.config.write_config`).
+        config: what to build (:class:`~dftoolkit.generators.BuildConfig`; default: its defaults).
         store: a FaceStore whose landmarks to reuse for videos it sampled in full (policy ``all``).
-        backend: face backend for the videos' face tracks.
         workers: processes (default: one per core).
-        sheets: also write a contact sheet per (method, blend, pair), named like its clean fake.
+        engine: a :data:`~dftoolkit.workers.ENGINES` name (:func:`~dftoolkit.workers.run_stage`).
         report: filled with what happened when given.
+        **options: :class:`~dftoolkit.generators.BuildConfig` fields overriding ``config``'s, e.g.
+            ``methods=["swap"], seed=3`` (:func:`~dftoolkit.config.override`).
 
     Returns:
         The corpus's :class:`Manifest` (reals and fakes), also written to ``out_dir/manifest.parquet``.
 
     One run at a time per ``out_dir``: it holds the folder's lock (:func:`~dftoolkit.locks.output_lock`)
     and first removes the temporary files a killed run left there.
+
+    Raises:
+        ValueError: settings no build could use (naming each), or no pair to draw.
     """
+    config = override(config or BuildConfig(), options)
+    check_engine(engine)
+    methods, blends, perturbations, seed = config.methods, config.blends, config.perturbations, config.seed
+    name, per_target, crf, min_coverage = config.name, config.per_target, config.crf, config.min_coverage
+    method_options, blend_options, originals = config.method_options, config.blend_options, config.originals
+    perturb_reals, backend, sheets = config.perturb_reals, config.backend, config.sheets
     start = time.perf_counter()
     out = Path(out_dir).absolute()
     remove_temporaries(out, TEMPORARY_FOLDERS)
     report = report if report is not None else BuildReport(out)
     report.out_dir = out
-    for method in methods:
-        METHODS.get(method)
     for blend in blends:
-        get_blend(blend, **(blend_options or {}).get(blend, {}))
-    if not 0.0 <= min_coverage <= 1.0:
-        raise ValueError(f"min_coverage must be in [0, 1], got {min_coverage}")
-    if originals not in ORIGINALS:
-        raise ValueError(f"originals must be one of {ORIGINALS}, got {originals!r}")
+        get_blend(blend, **blend_options.get(blend, {}))
     specs = [_parse_spec(p) for p in perturbations]
-    if len(set(specs)) != len(specs):
-        raise ValueError(f"perturbations repeat an entry: {list(perturbations)}")
+    write_config(out, config)
     unreadable = _unreadable_reals(real_manifest, out)
     report.failed.update({"/".join(key): why for key, why in unreadable.items()})
     pairs, report.unpaired = choose_pairs(
@@ -706,7 +701,7 @@ def build_dataset(
         if from_store is not None:
             _save_track(path, from_store)
         else:
-            track_jobs.append((str(video), str(path)))
+            track_jobs.append(_TrackJob(str(video), str(path)))
 
     # phase 2: the fakes, one job per (method, pair)
     fake_jobs, planned = [], []
@@ -759,7 +754,7 @@ def build_dataset(
             )
 
     # phase 3 (planned once the fakes are done): the originals of the fakes made, and their copies
-    def real_jobs() -> list[tuple[str, tuple]]:
+    def real_jobs() -> list[_RealJob]:
         made = {f.original_id for f in planned if _done(out, f)}
         jobs = []
         for target in sorted({p.target.key: p.target for p in pairs}.values(), key=lambda r: r.key):
@@ -771,16 +766,12 @@ def build_dataset(
             todo = tuple(o for o in outputs if not _done(out, o.record))
             report.skipped_done += len(outputs) - len(todo)
             if todo:
-                jobs.append(
-                    ("real", (_RealJob(target, str(source), todo, str(out), crf, originals == "link"),))
-                )
+                jobs.append(_RealJob(target, str(source), todo, str(out), crf, originals == "link"))
         return jobs
 
-    log = out / "runs" / "workers.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
     failed_tracks: dict[str, str] = {}  # video path -> why its face track failed
 
-    def ready_fake_jobs() -> list[tuple[str, tuple]]:
+    def ready_fake_jobs() -> list[_FakeJob]:
         """The fake jobs whose reals have face tracks; the others fail naming the real and why."""
         jobs = []
         for job in fake_jobs:
@@ -792,49 +783,63 @@ def build_dataset(
                     for role, path in broken
                 )
             else:
-                jobs.append(("fake", (job,)))
+                jobs.append(job)
         return jobs
 
-    phases = _phases([("track", args) for args in track_jobs], ready_fake_jobs, real_jobs)
-    results = run_phases(
-        _work, phases, workers=workers, initializer=_init_worker, initargs=(backend,), log_path=log
+    outcomes = run_stage(
+        BuildStage(backend),
+        _phases(track_jobs, ready_fake_jobs, real_jobs),
+        workers=workers,
+        engine=engine,
+        log_path=runs_dir(out) / "workers.log",
     )
     total = len(track_jobs) + len(fake_jobs) + len({p.target.key for p in pairs})  # at most one per target
-    for outcome in progress(results, "generating", total=total, count=_frames_of):
-        if "error" in outcome:
-            report.failed[outcome["key"]] = outcome["error"]
-            if outcome["kind"] == "track":
-                failed_tracks[outcome["key"]] = outcome["error"].strip().splitlines()[-1]
-        elif "not_made" in outcome:
-            report.not_made[outcome["key"]] = outcome["not_made"]
-        elif outcome["kind"] == "fake":
-            report.made += outcome["made"]
-            report.frames += outcome["frames"]
-        elif outcome["kind"] == "real":
-            report.reals += outcome["made"]
+    for outcome in progress(outcomes, "generating", total=total, count=_frames_of):
+        job, done = outcome.job, outcome.result
+        if outcome.error is not None:
+            report.failed[job.name] = outcome.error
+            if isinstance(job, _TrackJob):
+                failed_tracks[job.name] = outcome.error.strip().splitlines()[-1]
+        elif done.not_made is not None:
+            report.not_made[job.name] = done.not_made
+        elif isinstance(job, _FakeJob):
+            report.made += done.made
+            report.frames += done.frames
+        elif isinstance(job, _RealJob):
+            report.reals += done.made
 
     manifest = _collect(out, planned)
     manifest.write_parquet(out / MANIFEST)
     report.manifest = manifest
     report.seconds = time.perf_counter() - start
-    _write_run(out, report)
+    write_run(
+        out,
+        {
+            "made": report.made,
+            "reals": report.reals,
+            "skipped_already_done": report.skipped_done,
+            "failed": report.failed,
+            "not_made": report.not_made,
+            "unpaired": report.unpaired,
+            "frames": report.frames,
+            "seconds": round(report.seconds, 3),
+        },
+    )
     return manifest
 
 
-def _phases(tracks: list, fakes: Callable[[], list], reals: Callable[[], list]) -> Iterator[list]:
+def _phases(
+    tracks: list[_TrackJob], fakes: Callable[[], list[_FakeJob]], reals: Callable[[], list[_RealJob]]
+) -> Iterator[list]:
     """The three phases; each after the first is planned only when the ones before have finished."""
     yield tracks
     yield fakes()
     yield reals()
 
 
-def _work(kind: str, args: tuple) -> dict[str, Any]:
-    """Worker entry point for every phase (module level, so spawned workers can unpickle it)."""
-    return {"track": _track_job, "fake": _fake_job, "real": _real_job}[kind](*args)
-
-
-def _frames_of(outcome: dict[str, Any]) -> int:
-    return outcome.get("frames", 0) if outcome.get("kind") == "fake" else 0
+def _frames_of(outcome: Outcome) -> int:
+    """Rendered frames of a finished fake job (0 for the others)."""
+    return outcome.result.frames if isinstance(outcome.job, _FakeJob) and outcome.result else 0
 
 
 def _collect(out: Path, planned: list[VideoRecord]) -> Manifest:
@@ -845,18 +850,3 @@ def _collect(out: Path, planned: list[VideoRecord]) -> Manifest:
         if _done(out, r)
     ]
     return Manifest(sorted(records, key=lambda r: r.label), root=out)
-
-
-def _write_run(out: Path, report: BuildReport) -> None:
-    data = {
-        "made": report.made,
-        "reals": report.reals,
-        "skipped_already_done": report.skipped_done,
-        "failed": report.failed,
-        "not_made": report.not_made,
-        "unpaired": report.unpaired,
-        "frames": report.frames,
-        "seconds": round(report.seconds, 3),
-        "tool": f"dftoolkit {__version__}",
-    }
-    atomic_write_text(out / "runs" / f"{time.strftime('%Y%m%d-%H%M%S')}.json", json.dumps(data, indent=1))

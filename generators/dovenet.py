@@ -56,9 +56,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from dftoolkit.checkpoints import fit_state_dict, load_weights
+from dftoolkit.faces.geometry import box_matrix, warp
 from dftoolkit.fileio import sha256_file
 from dftoolkit.generators.base import Blend, register_blend
-from dftoolkit.preprocess.geometry import box_matrix, warp
 
 __all__ = [
     "CONFIGS",

@@ -2,9 +2,10 @@
 
 The source (the *driver*, a video's crops) is reduced to landmark motion relative to a neutral crop:
 
-1. every driver crop's landmarks are put in a normalised face frame, the similarity that maps their
-   :data:`STABLE_POINTS` (eye corners and nose, which expression barely moves) onto the mean face
-   (:data:`~dftoolkit.preprocess.geometry.MEAN_FACE_68`, 256 px frame);
+1. every driver crop's landmarks are put in a normalised face frame
+   (:func:`~dftoolkit.faces.geometry.face_frames`), the similarity that maps their
+   :data:`~dftoolkit.faces.geometry.STABLE_POINTS` (eye corners and nose, which expression barely
+   moves) onto the mean face (:data:`~dftoolkit.faces.geometry.MEAN_FACE_68`, 256 px frame);
 2. a neutral crop is chosen (``neutral``); the expression of crop ``i`` is the displacement
    ``normalised(driver_i) - normalised(driver_neutral)``, in mean-face units;
 3. head motion (``motion=True``) is the similarity between the neutral crop's stable points and crop
@@ -28,7 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from dftoolkit.generators.base import FacePatches, FaceTrack, Rendered, register_method
+from dftoolkit.faces.geometry import STABLE_POINTS, face_frames, transform_points
+from dftoolkit.faces.tracking import FaceTrack
+from dftoolkit.generators.base import FacePatches, Rendered, register_method
 from dftoolkit.generators.swap import LandmarkMethod, face_size
 from dftoolkit.generators.warping import (
     face_ring,
@@ -39,23 +42,12 @@ from dftoolkit.generators.warping import (
     pixel_box,
     region_mask,
 )
-from dftoolkit.preprocess.geometry import MEAN_FACE_68, similarity, transform_points
 
-__all__ = ["NEUTRALS", "STABLE_POINTS", "LandmarkReenact", "choose_neutral", "face_frames", "mouth_gap"]
-
-STABLE_POINTS = (27, 28, 29, 30, 31, 33, 35, 36, 39, 42, 45)
-"""iBUG points that expression barely moves: the nose (bridge, tip, base) and the eye corners."""
+__all__ = ["NEUTRALS", "LandmarkReenact", "choose_neutral", "mouth_gap"]
 
 NEUTRALS = ("mouth", "mean")
 
 _INNER_LIPS = ((61, 67), (62, 66), (63, 65))  # upper / lower inner-lip pairs
-
-
-def face_frames(landmarks: np.ndarray) -> np.ndarray:
-    """``(N, 68, 2)`` landmarks -> ``(N, 2, 3)`` float64 similarities taking their :data:`STABLE_POINTS`
-    onto the mean face's (pixels -> mean-face units)."""
-    lm = np.asarray(landmarks, np.float64)
-    return similarity(lm[:, STABLE_POINTS], MEAN_FACE_68[list(STABLE_POINTS)])
 
 
 def mouth_gap(normalised: np.ndarray) -> np.ndarray:

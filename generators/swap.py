@@ -4,7 +4,7 @@ At target frame ``t`` a source crop is chosen, and its face is moved by a piecew
 (:func:`~dftoolkit.generators.warping.piecewise_affine` over the fixed 68-point + ring triangulation)
 from the crop's landmarks onto the target's landmarks ``L_t``; the source identity thus follows the
 target's pose and expression. The mask is the convex hull of ``L_t``, eroded a little and feathered;
-the target's landmarks are temporally smoothed (:func:`~dftoolkit.generators.material.face_track`), so
+the target's landmarks are temporally smoothed (:func:`~dftoolkit.faces.tracking.face_track`), so
 the mask does not flicker. Colour correction is the blend's job.
 """
 
@@ -16,8 +16,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from dftoolkit.generators.base import FacePatches, FaceTrack, Manipulation, Rendered, register_method
-from dftoolkit.generators.material import landmark_boxes
+from dftoolkit.faces.geometry import MEAN_FACE_68, landmark_boxes, similarity, transform_points
+from dftoolkit.faces.tracking import FaceTrack
+from dftoolkit.generators.base import FacePatches, Manipulation, Rendered, register_method
 from dftoolkit.generators.warping import (
     face_triangles,
     paste,
@@ -26,7 +27,6 @@ from dftoolkit.generators.warping import (
     region_mask,
     with_ring,
 )
-from dftoolkit.preprocess.geometry import MEAN_FACE_68, similarity, transform_points
 
 __all__ = ["MATCHES", "LandmarkMethod", "LandmarkSwap", "check_frame", "face_size", "normalised_shapes"]
 
@@ -36,7 +36,7 @@ MATCHES = ("sequence", "nearest")
 def normalised_shapes(landmarks: np.ndarray) -> np.ndarray:
     """``(N, 68, 2)`` landmarks mapped onto the mean face by a least-squares similarity over all 68
     points: what is left is pose out of the image plane, expression and face shape. ``(N, 68, 2)``
-    float32 in the 256-px frame of :data:`~dftoolkit.preprocess.geometry.MEAN_FACE_68`."""
+    float32 in the 256-px frame of :data:`~dftoolkit.faces.geometry.MEAN_FACE_68`."""
     lm = np.asarray(landmarks, np.float32)
     return transform_points(lm, similarity(lm, MEAN_FACE_68))
 

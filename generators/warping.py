@@ -7,7 +7,7 @@ continuous across triangle edges. The triangles are fixed for the 68-point iBUG 
 so a video is cut the same way in every frame, which keeps the warp temporally stable.
 
 Points are ``x, y`` pixels with pixel centres at integers (OpenCV's convention, as
-:mod:`dftoolkit.preprocess.geometry`).
+:mod:`dftoolkit.faces.geometry`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 from scipy.spatial import Delaunay
 
-from dftoolkit.preprocess.geometry import MEAN_FACE_68
+from dftoolkit.faces.geometry import MEAN_FACE_68
 
 __all__ = [
     "CONTOUR",
@@ -79,7 +79,7 @@ def _triangles(scale: float) -> np.ndarray:
 def face_triangles(scale: float = 1.5) -> np.ndarray:
     """The fixed triangulation of the 95 points of :func:`with_ring` (68 landmarks + 27 ring points).
 
-    Delaunay triangulation of :data:`~dftoolkit.preprocess.geometry.MEAN_FACE_68` and its ring, each
+    Delaunay triangulation of :data:`~dftoolkit.faces.geometry.MEAN_FACE_68` and its ring, each
     triangle ordered to have positive :func:`signed_areas` in the mean face; cached per ``scale``.
     It covers the ring's convex hull.
 

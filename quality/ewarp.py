@@ -67,17 +67,17 @@ def _bilinear(image: Tensor, x: Tensor, y: Tensor) -> Tensor:
     """``(N, C, H, W)`` sampled bilinearly at pixel coordinates ``(N, H, W)`` x, y, clamped to the frame
     (which equals replicating the edge pixels outward); exact where x and y are whole numbers.
 
-    ``grid_sample`` (``align_corners=False``) maps a grid value g back to ``((g + 1) size - 1) / 2``;
-    with ``size`` a power of two, ``g = (2 x + 1) / size - 1`` and that map are exact for whole-number
-    x, so the image is padded up to powers of two (the padding only ever gets weight 0).
+    ``kornia.geometry.transform.remap`` normalises x to ``g = 2 x / (size - 1) - 1`` and ``grid_sample``
+    (``align_corners=True``) maps g back by ``(g + 1) (size - 1) / 2``; with ``size - 1`` a power of two
+    both are exact for whole-number x, so the image is padded to such sizes (the padding only ever
+    gets weight 0).
     """
+    from kornia.geometry.transform import remap  # lazy: importing kornia adds ~0.2 s to the CLI start
+
     h, w = image.shape[-2:]
-    size_h, size_w = 1 << (h - 1).bit_length(), 1 << (w - 1).bit_length()
-    padded = F.pad(image, (0, size_w - w, 0, size_h - h))
-    grid = torch.stack(
-        [(2 * x.clamp(0, w - 1) + 1) / size_w - 1, (2 * y.clamp(0, h - 1) + 1) / size_h - 1], -1
-    )
-    return F.grid_sample(padded, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    pad_h, pad_w = ((1 << (n - 1).bit_length()) + 1 - n for n in (h, w))
+    padded = F.pad(image, (0, pad_w, 0, pad_h))
+    return remap(padded, x.clamp(0, w - 1), y.clamp(0, h - 1), align_corners=True)
 
 
 def backward_warp(image: Tensor, flow: Tensor) -> Tensor:

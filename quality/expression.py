@@ -4,8 +4,9 @@ A reenactment should show the *source's* expression on the *target's* face. Face
 people differ in shape, so expressions are compared as landmark *motion* in a common face frame:
 
 - ``N(x_t)``: the ``(68, 2)`` landmarks of frame ``t`` mapped onto the 256-px mean face by the
-  least-squares similarity of their :data:`~dftoolkit.generators.reenact.STABLE_POINTS` (nose and
-  eye corners, which expression barely moves), so head pose in the image plane is gone;
+  least-squares similarity of their :data:`~dftoolkit.faces.geometry.STABLE_POINTS` (nose and
+  eye corners, which expression barely moves; :func:`~dftoolkit.faces.geometry.face_frames`), so
+  head pose in the image plane is gone;
 - ``e_t = N(x_t) - mean_s N(x_s)``: the expression of frame ``t`` relative to the video's own mean
   shape over the compared frames (this removes the person's face shape);
 - the error between two aligned sequences is ``mean_t mean_p ||e^a_{t,p} - e^b_{t,p}|| / D`` over
@@ -13,7 +14,7 @@ people differ in shape, so expressions are compared as landmark *motion* in a co
   inter-ocular distance: a fraction of the eye distance, 0 when the motions are identical.
 
 Frame ``t`` of a fake pairs with frame ``t`` of its target (same frames) and with frame
-:func:`~dftoolkit.generators.base.ping_pong` ``(t, n)`` of the ``n``-frame source: forward, then
+:func:`~dftoolkit.video.sampling.ping_pong` ``(t, n)`` of the ``n``-frame source: forward, then
 backward once the source ends (the toolkit's generators play a short driver that way; for
 ``t < n`` it is ``t``, FF++'s Face2Face pairing).
 
@@ -31,9 +32,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from dftoolkit.preprocess.geometry import MEAN_FACE_68, transform_points
-from dftoolkit.quality.temporal import inter_ocular_distance
-from dftoolkit.video import VideoReader, sample_indices
+from dftoolkit.faces.geometry import (
+    MEAN_FACE_68,
+    STABLE_POINTS,
+    face_frames,
+    inter_ocular_distance,
+    transform_points,
+)
+from dftoolkit.faces.tracking import tracked_landmarks
+from dftoolkit.video import VideoReader, ping_pong, sample_indices
 
 if TYPE_CHECKING:
     from dftoolkit.faces import DetectionCascade
@@ -43,8 +50,6 @@ __all__ = ["expression_error", "expression_fidelity", "frame_landmarks", "sample
 
 def _expressions(landmarks: np.ndarray) -> np.ndarray:
     """``(T, 68, 2)`` landmarks, all finite -> ``(T, 68, 2)`` expressions ``e_t`` in mean-face pixels."""
-    from dftoolkit.generators.reenact import face_frames
-
     normalised = transform_points(landmarks, face_frames(landmarks)).astype(np.float64)
     return normalised - normalised.mean(axis=0, keepdims=True)
 
@@ -57,8 +62,6 @@ def expression_error(a: np.ndarray, b: np.ndarray) -> float:
     Returns:
         Mean non-stable point distance in inter-ocular distances; NaN with fewer than 2 common frames.
     """
-    from dftoolkit.generators.reenact import STABLE_POINTS
-
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     if a.shape != b.shape or a.ndim != 3 or a.shape[1:] != (68, 2):
         raise ValueError(f"landmark sequences must both be (T, 68, 2), got {a.shape} and {b.shape}")
@@ -86,17 +89,18 @@ def expression_fidelity(fake: np.ndarray, source: np.ndarray, target: np.ndarray
     }
 
 
-def frame_landmarks(frames: Iterable[np.ndarray], cascade: DetectionCascade) -> np.ndarray:
-    """``(N, 68, 2)`` landmarks of the largest face in each of ``frames`` (``(H, W, 3)`` uint8 RGB);
-    NaN rows where there is none."""
-    rows = []
-    for image in frames:
-        faces = cascade.detect(image)
-        if len(faces) and faces.landmarks is not None:
-            areas = np.prod(faces.boxes[:, 2:] - faces.boxes[:, :2], axis=1)
-            rows.append(faces.landmarks[int(np.argmax(areas))].astype(np.float32))
-        else:
-            rows.append(np.full((68, 2), np.nan, np.float32))
+def frame_landmarks(
+    frames: Iterable[np.ndarray], cascade: DetectionCascade, boxes: np.ndarray | None = None
+) -> np.ndarray:
+    """``(N, 68, 2)`` float32 landmarks of one face in each of ``frames`` (``(H, W, 3)`` uint8 RGB);
+    NaN rows where there is none.
+
+    The face is the one at ``boxes`` (``(N, 4)`` ``x0, y0, x1, y1`` per frame, e.g. a FaceStore
+    track's, so the face preprocessing kept is scored), else the largest (rows of NaN, or ``boxes``
+    None); see :func:`~dftoolkit.faces.tracking.tracked_landmarks`.
+    """
+    missing = np.full((68, 2), np.nan, np.float32)
+    rows = [missing if lm is None else lm for _, lm in tracked_landmarks(frames, cascade, boxes)]
     return np.array(rows, np.float32).reshape(-1, 68, 2)
 
 
@@ -113,7 +117,5 @@ def video_landmarks(
 
 def sampled_pairs(fake_frames: int, source_frames: int, count: int) -> tuple[np.ndarray, np.ndarray]:
     """``count`` evenly spaced fake frame indices and the source frames that drive them."""
-    from dftoolkit.generators.base import ping_pong
-
     fake = sample_indices(fake_frames, count)
     return fake, ping_pong(fake, source_frames)

@@ -5,9 +5,10 @@ dlib's face-recognition ResNet (a 128-D embedding trained with a metric loss; dl
 on LFW with the rule "same person when the Euclidean distance is below 0.6"), computed on the face
 chip that dlib aligns from our 68 landmarks (150 x 150 px, no jitter).
 
-For a video, ``frames`` evenly spaced frames are read, the largest face in each is found by the
-detection cascade, and the unit-normalised embeddings are averaged and normalised again: the
-video's *identity vector* (frames without a face are left out; a video with none has no vector).
+For a video, ``frames`` evenly spaced frames are read, the face in each is found by the detection
+cascade (the one a FaceStore tracked when its boxes are given, else the largest), and the
+unit-normalised embeddings are averaged and normalised again: the video's *identity vector* (frames
+without the face are left out; a video with none has no vector).
 The fake and its target share frame indices; the source's frames are spread over the source.
 
 - ``identity_to_source``: cosine of the fake's identity vector with the source's, in [-1, 1];
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from dftoolkit.faces.tracking import tracked_landmarks
 from dftoolkit.video import VideoReader, sample_indices
 
 if TYPE_CHECKING:
@@ -111,17 +113,23 @@ def identity_similarity(fake: np.ndarray, source: np.ndarray, target: np.ndarray
 
 
 def face_embeddings(
-    frames: Iterable[np.ndarray], cascade: DetectionCascade, embedder: FaceEmbedder
+    frames: Iterable[np.ndarray],
+    cascade: DetectionCascade,
+    embedder: FaceEmbedder,
+    boxes: np.ndarray | None = None,
 ) -> np.ndarray:
-    """``(K, 128)`` embeddings of the largest face in each of ``frames`` (``(H, W, 3)`` uint8 RGB);
-    frames without a face are left out (K <= the number of frames)."""
-    rows = []
-    for image in frames:
-        faces = cascade.detect(image)
-        if not len(faces) or faces.landmarks is None:
-            continue
-        areas = np.prod(faces.boxes[:, 2:] - faces.boxes[:, :2], axis=1)
-        rows.append(embedder(image, faces.landmarks[[int(np.argmax(areas))]])[0])
+    """``(K, 128)`` embeddings of one face in each of ``frames`` (``(H, W, 3)`` uint8 RGB); frames
+    without that face are left out (K <= the number of frames).
+
+    The face is the one at ``boxes`` (``(N, 4)`` ``x0, y0, x1, y1`` per frame, e.g. a FaceStore
+    track's, so the face preprocessing kept is scored), else the largest (rows of NaN, or ``boxes``
+    None); see :func:`~dftoolkit.faces.tracking.tracked_landmarks`.
+    """
+    rows = [
+        embedder(image, landmarks[None])[0]
+        for image, landmarks in tracked_landmarks(frames, cascade, boxes)
+        if landmarks is not None
+    ]
     return np.array(rows, np.float32).reshape(-1, 128)
 
 

@@ -28,7 +28,7 @@ A failure is recorded per video and metric, with its reason, and cached like a s
 
 A fake's original is the real video of the same dataset whose ``video_id`` is its ``original_id``;
 its source is the real video of that dataset whose identity (``target_id``, else ``video_id``) is
-its ``source_id``. Whether a method swaps or reenacts comes from :func:`method_kind`.
+its ``source_id``. Whether a method swaps or reenacts comes from :func:`~dftoolkit.records.method_kind`.
 
 A video given twice (e.g. a generated corpus's ``originals/``, hard links to or copies of reals
 also given) is scored once, under the first source given: the other row shows the same scores,
@@ -49,172 +49,134 @@ fakes as original | fake | mask strips).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
-import time
-import traceback
-import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import cv2
 import numpy as np
 import pandas as pd
 
-from dftoolkit.fileio import atomic_write_text, file_identities
+from dftoolkit.config import normalise, setting, write_config
+from dftoolkit.fileio import file_identities
 from dftoolkit.locks import locks_output
 from dftoolkit.manifest import Manifest
-from dftoolkit.preprocess.geometry import box_matrix, warp
 from dftoolkit.progress import progress
-from dftoolkit.quality.report_files import json_value, write_report
-from dftoolkit.records import VideoRecord
-from dftoolkit.registry import Registry
-from dftoolkit.video import VideoReader, sample_indices
-from dftoolkit.workers import run_phases
+from dftoolkit.quality.report_files import write_report
+from dftoolkit.quality.scoring import (
+    FILES,
+    METRICS,
+    PER_VIDEO,
+    QUALITY_METRICS,
+    TSNE_FRAMES,
+    ScoreJob,
+    ScoreStage,
+)
+from dftoolkit.records import VideoRecord, method_kind
+from dftoolkit.workers import check_engine, run_stage, runs_dir
 
 if TYPE_CHECKING:
-    from torch import Tensor
-
+    from dftoolkit.preprocess.store import FaceStore
     from dftoolkit.quality.audit import AuditReport
     from dftoolkit.quality.backbones import BackboneInfo
 
-__all__ = [
-    "METRICS",
-    "PER_VIDEO",
-    "QUALITY_METRICS",
-    "Metric",
-    "QualityConfig",
-    "QualityReport",
-    "describe_quality_metrics",
-    "get_quality_metric",
-    "list_quality_metrics",
-    "load_sources",
-    "method_kind",
-    "quality_report",
-]
+__all__ = ["QualityConfig", "QualityReport", "load_sources", "quality_report"]
 
-METRICS = ("mask-ssim", "perceptual", "lpips", "ewarp", "tsne", "identity", "expression", "jitter", "audit")
-"""Every metric :func:`quality_report` computes, in report order (:data:`QUALITY_METRICS` describes each
-per-video one; ``audit`` is the shortcut audit of :mod:`dftoolkit.quality.audit`, metadata features)."""
-_TSNE_FRAMES = 8  # face frames averaged per video for the t-SNE; part of the cache key
 _CACHE_FORMAT = 2  # part of the cache key; 2: every metric scored and failing on its own
-
-
-@dataclass(frozen=True)
-class Metric:
-    """How a report metric is computed per video.
-
-    Attributes:
-        columns: its per-video columns (none for ``tsne``, whose output is the spread).
-        needs: job fields a video must have for it (e.g. an original and a mask).
-        scorer: ``scorer(job, config) -> {column: value}`` in a worker.
-    """
-
-    columns: tuple[str, ...]
-    needs: tuple[str, ...]
-    scorer: Callable[[dict[str, Any], Any], dict[str, Any]]
-
-
-QUALITY_METRICS: Registry[Metric] = Registry("quality metric")
-
-
-def list_quality_metrics() -> list[str]:
-    """The registered per-video quality metric names, sorted (:data:`METRICS` has the report order)."""
-    return QUALITY_METRICS.names()
-
-
-def describe_quality_metrics() -> dict[str, str]:
-    """Quality metric name -> one-line description."""
-    return QUALITY_METRICS.describe()
-
-
-def get_quality_metric(name: str) -> Metric:
-    """How the metric registered as ``name`` is computed per video."""
-    return QUALITY_METRICS.get(name)
-
-
-# FaceForensics++'s methods; the toolkit's own are looked up in the generator registry.
-_FFPP_KINDS = {
-    "Deepfakes": "swap",
-    "FaceSwap": "swap",
-    "FaceShifter": "swap",
-    "DeepFakeDetection": "swap",
-    "Face2Face": "reenact",
-    "NeuralTextures": "reenact",
-}
-
-
-def method_kind(method: str | None) -> str | None:
-    """``"swap"``, ``"reenact"`` or None (unknown) for a manifest ``method`` such as ``"swap+rct"``
-    (a toolkit method and its blend), ``"fomm+feather"`` or ``"Face2Face"``."""
-    if not method:
-        return None
-    if method in _FFPP_KINDS:
-        return _FFPP_KINDS[method]
-    from dftoolkit.generators.base import METHODS
-
-    name = method.split("+", 1)[0]
-    return METHODS.get(name).kind if name in METHODS else None
 
 
 @dataclass(frozen=True)
 class QualityConfig:
     """Settings of a report; part of every cached score's key, so changing one rescores.
 
-    Attributes:
-        metrics: which of :data:`METRICS` to compute.
-        protocol: Mask-SSIM protocol (``inside`` or ``masked-image``).
-        frames: frames per video for Mask-SSIM / perceptual / LPIPS / identity / expression.
-        temporal_frames: consecutive frames per video for E_warp and landmark jitter.
-        size: side of the face crops and of the E_warp frames, pixels.
-        flow: optical-flow backend of E_warp.
-        perceptual_backbone: ``vgg16`` (weights from $TORCH_HOME) or the offline ``mobilenet_v2``;
-            ``auto``: vgg16 when its weights exist, else mobilenet_v2 (reported as a fallback).
-        lpips_net: ``alex`` or ``vgg``.
-        tsne_backbone: ``resnet18`` as the paper, ``mobilenet_v2``, or ``auto`` (resnet18, else
-            mobilenet_v2).
-        seed: t-SNE seed.
-        weights: ``(name, path)`` pairs: weight files to use instead of ``$TORCH_HOME``'s, for the
-            backbones (``vgg16``, ``alexnet``, ``resnet18``, ``mobilenet_v2``) and RAFT
-            (``raft_small``, ``raft_large``).
+    Each field's help is in its metadata (:func:`dftoolkit.config.describe_config`). Raises
+    ``ValueError`` naming every bad setting, or ``FileNotFoundError`` naming missing weight files.
     """
 
-    metrics: tuple[str, ...] = METRICS
-    protocol: str = "inside"
-    frames: int = 16
-    temporal_frames: int = 32
-    size: int = 256
-    flow: str = "dis"
-    perceptual_backbone: str = "auto"
-    lpips_net: str = "alex"
-    tsne_backbone: str = "auto"
-    seed: int = 0
-    weights: tuple[tuple[str, str], ...] = ()
+    metrics: tuple[str, ...] = setting(
+        METRICS,
+        "Metrics to compute (audit: the shortcut audit's metadata features; `dftoolkit audit --store` "
+        "adds the face ones).",
+        choices=METRICS,
+    )
+    protocol: str = setting("inside", "Mask-SSIM protocol.", choices="dftoolkit.quality.ssim:PROTOCOLS")
+    frames: int = setting(16, "Frames per video for Mask-SSIM, perceptual, LPIPS, identity and expression.")
+    temporal_frames: int = setting(32, "Consecutive frames per video for E_warp and landmark jitter (>= 3).")
+    size: int = setting(256, "Side of the face crops and of the E_warp frames in pixels (>= 32).")
+    flow: str = setting("dis", "Optical flow of E_warp.", choices="dftoolkit.quality.flow:FLOW_BACKENDS")
+    perceptual_backbone: str = setting(
+        "auto",
+        "Perceptual backbone (vgg16 as the paper); auto: vgg16 when its weights exist, else the offline "
+        "mobilenet_v2, reported as a fallback.",
+        choices="dftoolkit.quality.backbones:BACKBONES",
+    )
+    lpips_net: str = setting("alex", "LPIPS trunk.", choices="dftoolkit.quality.perceptual:LPIPS_NETS")
+    tsne_backbone: str = setting(
+        "auto",
+        "t-SNE features (resnet18 as the paper); auto: resnet18 when its weights exist, else mobilenet_v2.",
+        choices="dftoolkit.quality.backbones:BACKBONES",
+    )
+    seed: int = setting(0, "Seed of the t-SNE and of the shortcut audit.")
+    weights: tuple[tuple[str, str], ...] = setting(
+        (),
+        "Weight files to use instead of $TORCH_HOME's, NAME=PATH; NAME: a backbone, raft_small or "
+        "raft_large.",
+        choices="dftoolkit.quality.backbones:BACKBONES",
+    )
 
     def __post_init__(self) -> None:
-        unknown = set(self.metrics) - set(METRICS)
-        if unknown:
-            raise ValueError(f"unknown metric(s) {sorted(unknown)}; choose from {', '.join(METRICS)}")
+        normalise(self)
+        from dftoolkit.quality.backbones import BACKBONES
         from dftoolkit.quality.flow import FLOW_BACKENDS
+        from dftoolkit.quality.perceptual import LPIPS_NETS
         from dftoolkit.quality.ssim import PROTOCOLS
 
-        if self.protocol not in PROTOCOLS:
-            raise ValueError(f"unknown Mask-SSIM protocol {self.protocol!r}; choose from {PROTOCOLS}")
-        if self.flow not in FLOW_BACKENDS:
-            raise ValueError(f"unknown flow backend {self.flow!r}; choose from {list(FLOW_BACKENDS)}")
-        if self.frames < 1 or self.temporal_frames < 3 or self.size < 32:
-            raise ValueError("frames must be >= 1, temporal_frames >= 3 and size >= 32")
-        from dftoolkit.quality.backbones import BACKBONES
-
-        known = set(BACKBONES.names()) | {"raft_small", "raft_large"}
-        for name, path in self.weights:
-            if name not in known:
-                raise ValueError(f"weights for unknown network {name!r}; known: {sorted(known)}")
-            if not Path(path).is_file():
-                raise FileNotFoundError(f"weights for {name}: {path} does not exist")
+        backbones = ("auto", *BACKBONES.names())
+        networks = (*BACKBONES.names(), "raft_small", "raft_large")
+        unknown = sorted(set(self.metrics) - set(METRICS))
+        checks = [
+            (not unknown, f"unknown metric(s) {unknown}; choose from {', '.join(METRICS)}"),
+            (
+                self.protocol in PROTOCOLS,
+                f"unknown Mask-SSIM protocol {self.protocol!r}; choose from {PROTOCOLS}",
+            ),
+            (
+                self.flow in FLOW_BACKENDS,
+                f"unknown flow backend {self.flow!r}; choose from {FLOW_BACKENDS.names()}",
+            ),
+            (self.frames >= 1, f"frames must be >= 1, got {self.frames}"),
+            (self.temporal_frames >= 3, f"temporal_frames must be >= 3, got {self.temporal_frames}"),
+            (self.size >= 32, f"size must be >= 32, got {self.size}"),
+            *(
+                (
+                    getattr(self, name) in backbones,
+                    f"{name} must be one of {backbones}, got {getattr(self, name)!r}",
+                )
+                for name in ("perceptual_backbone", "tsne_backbone")
+            ),
+            (
+                self.lpips_net in LPIPS_NETS,
+                f"lpips_net must be one of {tuple(LPIPS_NETS)}, got {self.lpips_net!r}",
+            ),
+            *(
+                (name in networks, f"weights for unknown network {name!r}; known: {', '.join(networks)}")
+                for name, _ in self.weights
+            ),
+        ]
+        problems = [message for ok, message in checks if not ok]
+        if problems:
+            raise ValueError(f"bad quality settings: {'; '.join(problems)}")
+        missing = [
+            f"weights for {name}: {path} does not exist"
+            for name, path in self.weights
+            if not Path(path).is_file()
+        ]
+        if missing:
+            raise FileNotFoundError("; ".join(missing))
 
     def weights_of(self, name: str) -> str | None:
         """The weight file given for network ``name``, or None (then ``$TORCH_HOME`` is searched)."""
@@ -307,9 +269,8 @@ def _resolve(config: QualityConfig) -> tuple[dict[str, Any], dict[str, str]]:
     def backbone(choice: str, preferred: str):
         if choice != "auto":
             return find_weights(choice, config.weights_of(choice))
-        with warnings.catch_warnings():  # the fallback is reported in every output instead
-            warnings.simplefilter("ignore", UserWarning)
-            return resolve_backbone(preferred, weights=config.weights_of(preferred))
+        # warn=False: the fallback is reported in every output instead
+        return resolve_backbone(preferred, weights=config.weights_of(preferred), warn=False)
 
     def lpips_trunk():
         name = LPIPS_NETS[config.lpips_net]
@@ -357,274 +318,21 @@ def _cache_key(config: QualityConfig, resolved: dict[str, Any]) -> str:
     settings = {
         "config": asdict(config),
         "weights": weights,
-        "tsne_frames": _TSNE_FRAMES,
+        "tsne_frames": TSNE_FRAMES,
         "format": _CACHE_FORMAT,
     }
     text = json.dumps(settings, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-# -- per video (worker side) ---------------------------------------------------------------------
-
-_WORKER: dict[str, Any] = {}
-
-
-def _init_worker(config: QualityConfig, resolved: dict[str, Any]) -> None:
-    import torch
-
-    cv2.setNumThreads(1)
-    torch.set_num_threads(1)
-    _WORKER.clear()
-    _WORKER.update(config=config, resolved=resolved)
-
-
-def _model(name: str):
-    """Models loaded once per worker: ``perceptual``, ``lpips``, ``features``, ``embedder``, ``cascade``."""
-    if name not in _WORKER:
-        config: QualityConfig = _WORKER["config"]
-        resolved = _WORKER["resolved"]
-        if name == "perceptual":
-            from dftoolkit.quality.perceptual import Perceptual
-
-            _WORKER[name] = Perceptual(resolved["perceptual"])
-        elif name == "lpips":
-            from dftoolkit.quality.perceptual import LPIPS
-
-            _WORKER[name] = LPIPS(config.lpips_net, weights=resolved["lpips"].weights_path)
-        elif name == "features":
-            from dftoolkit.quality.backbones import load_backbone
-
-            _WORKER[name] = load_backbone(resolved["tsne"])
-        elif name == "embedder":
-            from dftoolkit.quality.identity import FaceEmbedder
-
-            _WORKER[name] = FaceEmbedder(resolved["identity"])
-        elif name == "cascade":
-            from dftoolkit.faces import DetectionCascade, get_backend
-
-            _WORKER[name] = DetectionCascade(get_backend("mediapipe"))
-    return _WORKER[name]
-
-
-def _reader(path: str) -> VideoReader:
-    """The job's reader of a video, opened (and its frames indexed) once per job."""
-    readers = _WORKER["readers"]
-    if path not in readers:
-        readers[path] = VideoReader(path)
-    return readers[path]
-
-
-def _read(path: str, indices: np.ndarray | Sequence[int]) -> np.ndarray:
-    """``(N, H, W, 3)`` frames of a video, each decoded once per job: scorers share what an earlier
-    one decoded (a long-GOP or high-bitrate video costs one pass, not one per metric)."""
-    memo = _WORKER["frames"].setdefault(path, {})
-    wanted = [int(i) for i in np.asarray(indices).reshape(-1)]
-    missing = sorted(set(wanted) - memo.keys())
-    if missing:
-        memo.update(_reader(path).iter_frames(missing))
-    return np.stack([memo[i] for i in wanted])
-
-
-def _sampled(path: str, config: QualityConfig) -> np.ndarray:
-    """The ``frames`` evenly spaced frame indices of a video that every frame-sampling metric uses."""
-    return sample_indices(_reader(path).num_frames, config.frames)
-
-
-def _to_tensor(frames: np.ndarray):
-    import torch
-
-    return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float() / 255
-
-
-def _mask_square(masks: np.ndarray) -> np.ndarray | None:
-    """``(4,)`` box of the union of ``(N, H, W)`` masks, or None when all are empty."""
-    ys, xs = np.nonzero(masks.max(axis=0))
-    if len(xs) == 0:
-        return None
-    return np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float32)
-
-
-def _same_length(path: str, original: str) -> int:
-    a, b = _reader(path).num_frames, _reader(original).num_frames
-    if a != b:
-        raise ValueError(
-            f"{path} has {a} frames but its original {original} has {b}: frame pairs need equal lengths"
-        )
-    return a
-
-
-def _face_pairs(job: dict[str, Any], config: QualityConfig) -> tuple[Tensor, Tensor, Tensor]:
-    """The fake's and its original's sampled frames cut to the face region, and the mask there:
-    ``(N, 3, S, S)``, ``(N, 3, S, S)``, ``(N, 1, S, S)`` tensors, made once per job for Mask-SSIM,
-    perceptual and LPIPS (each scored, and failing, on its own)."""
-    if _WORKER["pairs"] is None:
-        n = _same_length(job["path"], job["original_path"])
-        indices = _sampled(job["path"], config)
-        if _reader(job["mask_path"]).num_frames < n:
-            raise ValueError(f"the mask {job['mask_path']} is shorter than its fake ({n} frames)")
-        masks = _read(job["mask_path"], indices)[..., 0]
-        box = _mask_square(masks > 127)
-        if box is None:
-            raise ValueError(f"the mask {job['mask_path']} is empty in every sampled frame")
-        matrix = box_matrix(box[None], config.size, 1.3)[0]
-        crops = [warp(_read(job[key], indices), matrix, config.size) for key in ("path", "original_path")]
-        crop_masks = warp(masks.astype(np.float32) / 255, matrix, config.size)
-        _WORKER["pairs"] = (_to_tensor(crops[0]), _to_tensor(crops[1]), _to_tensor(crop_masks[..., None]))
-    return _WORKER["pairs"]
-
-
-def _mask_ssim(job: dict[str, Any], config: QualityConfig) -> dict[str, Any]:
-    """Mean Mask-SSIM of a fake against its original over the sampled frames with a non-empty mask."""
-    from dftoolkit.quality.ssim import mask_ssim
-
-    values = mask_ssim(*_face_pairs(job, config), protocol=config.protocol).numpy()
-    return {"mask_ssim": float(np.nanmean(values)) if np.isfinite(values).any() else None}
-
-
-def _distance(metric: str) -> Callable[[dict[str, Any], QualityConfig], dict[str, Any]]:
-    """The scorer of ``perceptual`` or ``lpips``: the mean distance of a fake to its original."""
-
-    def score(job: dict[str, Any], config: QualityConfig) -> dict[str, Any]:
-        fake, real, _ = _face_pairs(job, config)
-        return {metric: float(_model(metric)(fake, real).mean())}
-
-    return score
-
-
-def _ewarp(job: dict[str, Any], config: QualityConfig) -> dict[str, Any]:
-    from dftoolkit.quality.ewarp import video_ewarp
-
-    size, frames = (config.size, config.size), config.temporal_frames
-    options = {}
-    if config.flow == "raft":  # the file resolved in the parent; its variant from its name
-        path = _WORKER["resolved"]["ewarp"]
-        options = {
-            "weights": path,
-            "variant": "large" if path == config.weights_of("raft_large") else "small",
-        }
-    ewarp = video_ewarp(
-        job["path"], job.get("original_path"), config.flow, size, frames, flow_options=options
-    )
-    return {"ewarp": ewarp}
-
-
-def _features(job: dict[str, Any], config: QualityConfig) -> dict[str, Any]:
-    """Mean ImageNet feature of the largest face in up to ``_TSNE_FRAMES`` sampled frames.
-
-    The frames are evenly spread over the sampled frames with a face (each decoded once, shared
-    with the other scorers); an error when none has one. Returns ``features``, the ``(D,)`` mean,
-    and ``feature_frames``, the frame indices it averages.
-    """
-    from dftoolkit.quality.backbones import image_features
-
-    indices = _sampled(job["path"], config)
-    frames = _read(job["path"], indices)
-    boxes = {}
-    for i, frame in enumerate(frames):
-        faces = _model("cascade").detect(frame)
-        if len(faces):
-            boxes[i] = faces.boxes[int(np.argmax(np.prod(faces.boxes[:, 2:] - faces.boxes[:, :2], axis=1)))]
-    if not boxes:
-        raise ValueError(f"no face in any of the {len(indices)} sampled frames")
-    chosen = np.array(list(boxes))[sample_indices(len(boxes), _TSNE_FRAMES)]
-    crops = warp(frames[chosen], box_matrix(np.stack([boxes[i] for i in chosen]), 224, 1.3), 224)
-    features = image_features(_to_tensor(crops), _model("features")).mean(dim=0)
-    return {"features": features.tolist(), "feature_frames": indices[chosen].tolist()}
-
-
-def _identity(job: dict[str, Any], config: QualityConfig) -> dict[str, Any]:
-    """The video's face embeddings (combined with its source's and target's in the main process)."""
-    from dftoolkit.quality.identity import face_embeddings
-
-    frames = _read(job["path"], _sampled(job["path"], config))
-    embeddings = face_embeddings(frames, _model("cascade"), _model("embedder"))
-    if not len(embeddings):
-        raise ValueError(f"no face in any of {config.frames} sampled frames")
-    return {"embeddings": embeddings.round(5).tolist()}
-
-
-def _expression(job: dict[str, Any], config: QualityConfig) -> dict[str, Any]:
-    from dftoolkit.quality.expression import expression_fidelity, frame_landmarks, sampled_pairs
-
-    n = _same_length(job["path"], job["original_path"])
-    fake_frames, source_frames = sampled_pairs(n, _reader(job["source_path"]).num_frames, config.frames)
-    cascade = _model("cascade")
-    fake, target = (
-        frame_landmarks(_read(job[key], fake_frames), cascade) for key in ("path", "original_path")
-    )
-    source = frame_landmarks(_read(job["source_path"], source_frames), cascade)
-    return expression_fidelity(fake, source, target)
-
-
-def _jitter(job: dict[str, Any], config: QualityConfig) -> dict[str, Any]:
-    from dftoolkit.quality.temporal import video_landmark_jitter
-
-    return {"jitter": video_landmark_jitter(job["path"], _model("cascade"), frames=config.temporal_frames)}
-
-
-_PAIRS = ("original_path", "mask_path")
-for _name, _metric, _description in (
-    ("mask-ssim", Metric(("mask_ssim",), _PAIRS, _mask_ssim), "SSIM of fake and original inside the mask"),
-    (
-        "perceptual",
-        Metric(("perceptual",), _PAIRS, _distance("perceptual")),
-        "ImageNet-feature MSE, fake to original",
-    ),
-    ("lpips", Metric(("lpips",), _PAIRS, _distance("lpips")), "LPIPS v0.1, fake to original"),
-    ("ewarp", Metric(("ewarp",), (), _ewarp), "warping error of consecutive frames (lower = smoother)"),
-    (
-        "tsne",
-        Metric((), (), _features),
-        f"mean ImageNet face feature of up to {_TSNE_FRAMES} frames per video, t-SNE and spreads",
-    ),
-    (
-        "identity",
-        Metric(("identity_to_source", "identity_to_target"), (), _identity),
-        "swap identity cosines",
-    ),
-    (
-        "expression",
-        Metric(
-            ("expression_to_source", "expression_to_target"),
-            ("original_path", "source_path", "reenact"),
-            _expression,
-        ),
-        "reenactment landmark-motion errors",
-    ),
-    ("jitter", Metric(("jitter",), (), _jitter), "landmark jitter of the main face"),
-):
-    QUALITY_METRICS.register(_name, _description)(_metric)
-PER_VIDEO = tuple(
-    column for name in METRICS if name in QUALITY_METRICS for column in QUALITY_METRICS.get(name).columns
-)
-
-
-def _score_video(job: dict[str, Any], cache: str) -> dict[str, Any]:
-    """Worker: every requested per-video score of one video (a failure recorded per metric, the
-    others still scored), cached atomically with the fingerprint of the files it read."""
-    config: QualityConfig = _WORKER["config"]
-    start = time.perf_counter()
-    result: dict[str, Any] = {"key": job["key"], "errors": {}}
-    # for this job only: path -> reader, path -> {index: frame}, the face pairs (:func:`_face_pairs`)
-    _WORKER["readers"], _WORKER["frames"], _WORKER["pairs"] = {}, {}, None
-    for metric in job["metrics"]:
-        try:
-            result.update(QUALITY_METRICS.get(metric).scorer(job, config))
-        except Exception as err:  # recorded with the video and metric, never dropped silently
-            result["errors"][metric] = traceback.format_exception_only(err)[-1].strip()
-    result["seconds"] = round(time.perf_counter() - start, 3)
-    result["inputs"], result["metrics"] = job["inputs"], job["metrics"]
-    atomic_write_text(cache, json.dumps(result, default=json_value))
-    return result
-
-
 # -- the report ----------------------------------------------------------------------------------
 
 
 def _jobs(
-    manifest: Manifest, config: QualityConfig, unavailable: dict[str, str]
-) -> dict[tuple, dict[str, Any]]:
-    """Per video: its path, the paths of its original / mask / source, and the scorers that apply."""
+    manifest: Manifest, config: QualityConfig, unavailable: dict[str, str], stores: Sequence[FaceStore] = ()
+) -> dict[tuple, ScoreJob]:
+    """Per video: its path, the paths of its original / mask / source, the faces ``stores`` tracked
+    in them (the first store holding a video gives its track), and the scorers that apply."""
     reals = {r.key: r for r in manifest if r.label == 0}
     by_identity: dict[tuple[str, str], VideoRecord] = {}
     for record in sorted(reals.values(), key=lambda r: r.key):
@@ -632,54 +340,63 @@ def _jobs(
     active = [m for m in config.metrics if m not in unavailable and m in QUALITY_METRICS]
     jobs = {}
     for record in manifest:
-        job: dict[str, Any] = {"key": list(record.key), "path": str(manifest.path_of(record))}
+        job = ScoreJob(record.key, str(manifest.path_of(record)))
         if record.label == 1:
             original = reals.get((record.dataset, record.original_id)) if record.original_id else None
             source = by_identity.get((record.dataset, record.source_id)) if record.source_id else None
             mask = manifest.mask_path_of(record)
             if original is not None:
-                job["original_path"], job["original_key"] = str(manifest.path_of(original)), original.key
+                job.original_path, job.original_key = str(manifest.path_of(original)), original.key
             if source is not None:
-                job["source_path"], job["source_key"] = str(manifest.path_of(source)), source.key
+                job.source_path, job.source_key = str(manifest.path_of(source)), source.key
             if mask is not None:
-                job["mask_path"] = str(mask)
-            if method_kind(record.method) == "reenact":
-                job["reenact"] = True
-        job["metrics"] = [m for m in active if all(job.get(need) for need in QUALITY_METRICS.get(m).needs)]
-        job["inputs"] = _fingerprint(job)
+                job.mask_path = str(mask)
+            job.reenact = method_kind(record.method) == "reenact"
+        job.metrics = [m for m in active if all(getattr(job, n) for n in QUALITY_METRICS.get(m).needs)]
+        for file, key in (
+            ("path", job.key),
+            ("original_path", job.original_key),
+            ("source_path", job.source_key),
+        ):
+            store = next((s for s in stores if key and s.has(*key)), None)
+            if store is not None:
+                track = store.track(*key)
+                ok = track.found
+                job.tracked[file] = (track.frame_indices[ok], track.boxes[ok])
+        job.inputs = _fingerprint(job)
         jobs[record.key] = job
     # identity embeddings only of the swaps and the reals they were made from
     embedded = {
-        key for swap in _swaps(jobs) for key in (swap, jobs[swap]["source_key"], jobs[swap]["original_key"])
+        key for swap in _swaps(jobs) for key in (swap, jobs[swap].source_key, jobs[swap].original_key)
     }
     for key, job in jobs.items():
-        if key not in embedded and "identity" in job["metrics"]:
-            job["metrics"].remove("identity")
+        if key not in embedded and "identity" in job.metrics:
+            job.metrics.remove("identity")
     return jobs
 
 
-def _swaps(jobs: dict[tuple, dict[str, Any]]) -> list[tuple]:
+def _swaps(jobs: dict[tuple, ScoreJob]) -> list[tuple]:
     """Keys of the fakes that are not reenactments and have both a source and an original."""
-    return [k for k, j in jobs.items() if not j.get("reenact") and "source_key" in j and "original_key" in j]
+    return [k for k, j in jobs.items() if not j.reenact and j.source_key and j.original_key]
 
 
-_FILES = ("path", "original_path", "mask_path", "source_path")  # the job fields naming files it reads
-
-
-def _fingerprint(job: dict[str, Any]) -> list[list[Any]]:
-    """``[name, size, mtime_ns]`` of each file a job reads: a cached score is reused only while they hold."""
-    prints = []
-    for key in _FILES:
-        if job.get(key):
-            try:
-                stat = os.stat(job[key])
-                prints.append([key, stat.st_size, stat.st_mtime_ns])
-            except OSError:
-                prints.append([key, None, None])
+def _fingerprint(job: ScoreJob) -> list[list[Any]]:
+    """``[name, size, mtime_ns]`` of each file a job reads, and ``["tracked <name>", digest]`` of each
+    tracked face it scores: a cached score is reused only while they hold."""
+    prints = [
+        [f"tracked {name}", hashlib.sha256(frames.tobytes() + boxes.tobytes()).hexdigest()[:16]]
+        for name, (frames, boxes) in sorted(job.tracked.items())
+    ]
+    for name, path in job.files().items():
+        try:
+            stat = os.stat(path)
+            prints.append([name, stat.st_size, stat.st_mtime_ns])
+        except OSError:
+            prints.append([name, None, None])
     return prints
 
 
-def _duplicates(jobs: dict[tuple, dict[str, Any]]) -> dict[tuple, tuple[tuple, str]]:
+def _duplicates(jobs: dict[tuple, ScoreJob]) -> dict[tuple, tuple[tuple, str]]:
     """The jobs that read the same files as an earlier job: only the first (the first source given)
     is scored, and it takes on their metrics.
 
@@ -687,17 +404,17 @@ def _duplicates(jobs: dict[tuple, dict[str, Any]]) -> dict[tuple, tuple[tuple, s
     link, e.g. a generated corpus's ``originals/``, or the same path) or identical copies (see
     :func:`~dftoolkit.fileio.file_identities`); a re-encoded copy is another video and is scored on its own.
     """
-    ids = file_identities({job[name] for job in jobs.values() for name in _FILES if job.get(name)})
+    ids = file_identities({path for job in jobs.values() for path in job.files().values()})
     kept: dict[tuple, tuple] = {}
     duplicates = {}
     for key, job in jobs.items():
-        files = tuple(ids[job[name]] if job.get(name) else None for name in _FILES)
-        first = kept.setdefault((files, bool(job.get("reenact"))), key)
+        files = tuple(ids[getattr(job, name)] if getattr(job, name) else None for name in FILES)
+        first = kept.setdefault((files, job.reenact), key)
         if first == key:
             continue
         target = jobs[first]
-        target["metrics"] = [m for m in METRICS if m in target["metrics"] or m in job["metrics"]]
-        if ids[job["path"]][0] == "path" or os.path.samefile(job["path"], target["path"]):
+        target.metrics = [m for m in METRICS if m in target.metrics or m in job.metrics]
+        if ids[job.path][0] == "path" or os.path.samefile(job.path, target.path):
             how = "same file: a hard link or the same path"
         else:
             how = "identical copy: same size and sha256"
@@ -713,7 +430,9 @@ def quality_report(
     out_dir: str | os.PathLike[str],
     config: QualityConfig | None = None,
     *,
+    store: FaceStore | str | os.PathLike[str] | None = None,
     workers: int | None = None,
+    engine: str = "local",
 ) -> QualityReport:
     """Score the datasets of ``sources`` side by side; resumable (cached per video). One run at a
     time per ``out_dir`` (:func:`~dftoolkit.locks.output_lock`).
@@ -723,47 +442,55 @@ def quality_report(
             dataset in them becomes a row per class.
         out_dir: where the report and its cache go.
         config: what to compute (:class:`QualityConfig`).
+        store: a FaceStore (or its folder) of the sources' videos. The face metrics (``tsne``,
+            ``identity``, ``expression``, ``jitter``) then score the face it tracked in each video it
+            holds, not the largest one; a FaceStore folder among ``sources`` counts as one too.
         workers: processes (default: one per core).
+        engine: a :data:`~dftoolkit.workers.ENGINES` name (:func:`~dftoolkit.workers.run_stage`).
 
     Example:
         >>> report = quality_report(["demo-out/srdf"], "demo-out/quality")  # doctest: +SKIP
         >>> report.datasets[["dataset", "kind", "mask_ssim_mean", "ewarp_mean"]]  # doctest: +SKIP
     """
     config = config or QualityConfig()
+    check_engine(engine)
     manifest = load_sources(sources)
     if not len(manifest):
         raise ValueError("the sources hold no videos")
     out = Path(out_dir)
+    write_config(out, config)
     resolved, unavailable = _resolve(config)
     cache_dir = out / "cache" / _cache_key(config, resolved)
-    jobs = _jobs(manifest, config, unavailable)
+    jobs = _jobs(manifest, config, unavailable, _stores(sources, store))
     duplicates = _duplicates(jobs)
     todo, results, hits = [], {}, 0
     for key, job in jobs.items():
         if key in duplicates:
             continue
-        cache = cache_dir / key[0] / f"{key[1]}.json"
-        cached = _read_cache(cache)
+        job.cache = str(cache_dir / key[0] / f"{key[1]}.json")
+        cached = _read_cache(Path(job.cache))
         if (
             cached is not None
-            and cached.get("inputs") == job["inputs"]
-            and set(job["metrics"]) <= set(cached.get("metrics", ()))
+            and cached.get("inputs") == job.inputs
+            and set(job.metrics) <= set(cached.get("metrics", ()))
         ):
             results[key] = cached
             hits += 1
-        elif job["metrics"]:
-            todo.append((job, str(cache)))
-    (out / "runs").mkdir(parents=True, exist_ok=True)
-    outcomes = run_phases(
-        _score_video,
+        elif job.metrics:
+            todo.append(job)
+    outcomes = run_stage(
+        ScoreStage(config, resolved),
         [todo],
         workers=min(workers or os.cpu_count() or 1, max(1, len(todo))),
-        initializer=_init_worker,
-        initargs=(config, resolved),
-        log_path=out / "runs" / "workers.log",
+        engine=engine,
+        log_path=runs_dir(out) / "workers.log",
     )
     for outcome in progress(outcomes, "scoring videos", total=len(todo)):
-        results[tuple(outcome["key"])] = outcome
+        if outcome.error is not None:  # the job itself failed (e.g. its cache could not be written)
+            error = outcome.error.strip().splitlines()[-1]
+            results[outcome.job.key] = {"errors": dict.fromkeys(outcome.job.metrics, error)}
+        else:
+            results[outcome.job.key] = outcome.result
     skipped = {
         "/".join(key): dict(sorted(r["errors"].items())) for key, r in results.items() if r.get("errors")
     }
@@ -789,6 +516,20 @@ def quality_report(
     return write_report(report, manifest, config, PER_VIDEO)
 
 
+def _stores(
+    sources: Sequence[Manifest | str | os.PathLike[str]], store: FaceStore | str | os.PathLike[str] | None
+) -> list[FaceStore]:
+    """The FaceStores whose tracks the face metrics follow: ``store``, then the sources that are one."""
+    from dftoolkit.preprocess.store import FaceStore
+
+    stores = [] if store is None else [store if isinstance(store, FaceStore) else FaceStore(store)]
+    for source in sources:
+        if not isinstance(source, Manifest) and Path(source).is_dir():
+            with contextlib.suppress(FileNotFoundError):  # a corpus folder: not a store
+                stores.append(FaceStore(source))
+    return stores
+
+
 def _read_cache(path: Path) -> dict[str, Any] | None:
     """A cached per-video result, or None when absent or unreadable (it is then recomputed)."""
     try:
@@ -804,8 +545,7 @@ def _identity_scores(jobs, results) -> dict[tuple, dict[str, float]]:
     scores = {}
     for key in _swaps(jobs):
         found = [
-            results.get(k, {}).get("embeddings")
-            for k in (key, jobs[key]["source_key"], jobs[key]["original_key"])
+            results.get(k, {}).get("embeddings") for k in (key, jobs[key].source_key, jobs[key].original_key)
         ]
         if all(found):
             scores[key] = identity_similarity(*(np.asarray(e, np.float32) for e in found))
@@ -872,7 +612,7 @@ def _spread(
     flags = ["offline fallback: not the paper's ResNet-18"] if backbone.fallback else []
     flags += [] if backbone.imagenet else ["weights NOT torchvision's ImageNet release"]
     title = f"t-SNE of {backbone.name} face features" + (f" ({'; '.join(flags)})" if flags else "")
-    title += f"\none point per video: its mean feature over up to {_TSNE_FRAMES} face frames"
+    title += f"\none point per video: its mean feature over up to {TSNE_FRAMES} face frames"
     plot_spread(embedding, labels, groups, out / "tsne.png", title, unit="videos")
     report.files["tsne"] = out / "tsne.png"
     return feature_spread(features, labels, groups, embedding=embedding).to_dict()

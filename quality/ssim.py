@@ -27,8 +27,10 @@ has two protocols in the literature, both offered (:data:`PROTOCOLS`):
 On CPU the Gaussian filtering runs in OpenCV (``cv2.filter2D``, the same reflected borders) on buffers
 allocated once per call, and a batch is processed in slices of about ``_CPU_SLICE_BYTES`` of
 statistics (one 256x256 RGB frame; every slice by the same vectorised ops) so they stay in the cache;
-elsewhere (CUDA) the whole batch goes through depthwise ``conv2d`` at once. Results depend on the
-device and batch size only by float rounding.
+elsewhere (CUDA) the whole batch goes through kornia's separable filter at once
+(``kornia.filters.filter2d_separable`` with ``valid`` padding, on statistics this module reflects
+itself: kornia has no half-sample symmetric border). Results depend on the device and batch size only
+by float rounding.
 Every output is clamped to SSIM's range [-1, 1]: in float32, identical images can otherwise score
 1 + 1e-6. These are metrics: no gradients are recorded.
 """
@@ -42,7 +44,6 @@ from collections.abc import Iterator, Sequence
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from dftoolkit.video import VideoReader
 
@@ -57,7 +58,7 @@ PROTOCOL_DESCRIPTIONS = {
 PROTOCOLS = tuple(PROTOCOL_DESCRIPTIONS)
 
 _CPU_SLICE_BYTES = 4 << 20  # statistics per CPU slice (one 256x256 RGB frame): buffers stay in the cache
-_OPENCV_ON_CPU = True  # False: CPU tensors take the conv2d path too (how the tests check that path)
+_OPENCV_ON_CPU = True  # False: CPU tensors take the kornia path too (how the tests check that path)
 _RANGE_SLACK = 1e-6  # [0, 1] inputs may overshoot by float rounding (e.g. bilinear warps)
 
 
@@ -161,18 +162,17 @@ def _maps(
     if x.device.type == "cpu" and _OPENCV_ON_CPU:
         yield from _maps_cpu(x, y, weight, sigma, win_size, c1, c2, full, step)
         return
+    from kornia.filters import filter2d_separable  # lazy: importing kornia adds ~0.2 s to the CLI start
+
     r = win_size // 2
-    g = _taps(win_size, sigma, x.dtype, x.device)
+    g = _taps(win_size, sigma, x.dtype, x.device)[None]  # (1, win_size), for both axes
     for start in range(0, n, step):
         s = slice(start, start + step)
         xs, ys = (x[s], y[s]) if weight is None else (x[s] * weight[s], y[s] * weight[s])
         stats = torch.cat([xs, ys, xs * xs + ys * ys, xs * ys], 1)  # s_x^2 + s_y^2 is all the map needs
         if full:
             stats = _reflect(stats, r)
-        planes = stats.shape[0] * stats.shape[1]
-        v = stats.reshape(1, planes, *stats.shape[-2:])
-        v = F.conv2d(v, g.view(1, 1, 1, -1).expand(planes, 1, 1, win_size), groups=planes)
-        v = F.conv2d(v, g.view(1, 1, -1, 1).expand(planes, 1, win_size, 1), groups=planes)
+        v = filter2d_separable(stats.flatten(0, 1)[None], g, g, padding="valid")  # planes as channels
         mx, my, sq, xy = v.view(len(xs), 4 * c, *v.shape[-2:]).split(c, 1)
         yield s, _combine(mx, my, sq, xy, torch.empty_like(mx), c1, c2)
 

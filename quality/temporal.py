@@ -28,30 +28,28 @@ For i.i.d. per-frame landmark noise of standard deviation ``s`` pixels per coord
 
 from __future__ import annotations
 
+import itertools
 import os
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from dftoolkit.faces.geometry import inter_ocular_distance
+from dftoolkit.faces.tracking import face_track
+from dftoolkit.quality.expression import frame_landmarks
+from dftoolkit.video import VideoReader
 
 if TYPE_CHECKING:
     from dftoolkit.faces import DetectionCascade
 
 __all__ = [
     "ALIGNMENTS",
-    "inter_ocular_distance",
     "landmark_jitter",
     "landmark_jitter_series",
     "video_landmark_jitter",
 ]
 
 ALIGNMENTS = ("translation", "similarity", "none")
-_LEFT_EYE, _RIGHT_EYE = slice(36, 42), slice(42, 48)
-
-
-def inter_ocular_distance(landmarks: np.ndarray) -> np.ndarray:
-    """``(..., 68, 2)`` landmarks -> ``(...)`` distance between the two eye centres (NaN stays NaN)."""
-    lm = np.asarray(landmarks, np.float64)
-    return np.linalg.norm(lm[..., _LEFT_EYE, :].mean(-2) - lm[..., _RIGHT_EYE, :].mean(-2), axis=-1)
 
 
 def _align_similarity(centred: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, float]:
@@ -121,16 +119,25 @@ def video_landmark_jitter(
     cascade: DetectionCascade,
     align: str = "translation",
     frames: int | None = None,
+    boxes: np.ndarray | None = None,
 ) -> float:
     """:func:`landmark_jitter` of a video's main face (in its first ``frames`` frames, default all),
-    from the raw (unsmoothed) landmarks.
+    from the raw (unsmoothed) landmarks: smoothing would hide the very flicker measured.
 
-    The face is tracked by :func:`dftoolkit.generators.material.face_track` with ``smooth=1``:
-    smoothing would hide the very flicker measured.
+    Without ``boxes`` the face is tracked by :func:`~dftoolkit.faces.tracking.face_track` with
+    ``smooth=1``. With ``boxes`` (``(T, 4)`` ``x0, y0, x1, y1``, the face to score in each of the
+    first ``T`` frames, e.g. a FaceStore's track; NaN rows: the largest face), those ``T`` frames
+    are scored (``frames``, if given, must be ``T``) and the face in each is picked by
+    :func:`~dftoolkit.quality.expression.frame_landmarks`.
 
     Raises:
         VideoDecodeError: the video cannot be decoded.
+        ValueError: ``frames`` and ``boxes`` disagree, or the video has fewer than ``T`` frames.
     """
-    from dftoolkit.generators.material import face_track
-
-    return landmark_jitter(face_track(path, cascade, smooth=1, frames=frames).landmarks, align)
+    if boxes is None:
+        return landmark_jitter(face_track(path, cascade, smooth=1, frames=frames).landmarks, align)
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    if frames is not None and frames != len(boxes):
+        raise ValueError(f"frames={frames} but {len(boxes)} reference boxes")
+    images = itertools.islice(iter(VideoReader(path)), len(boxes))
+    return landmark_jitter(frame_landmarks(images, cascade, boxes), align)

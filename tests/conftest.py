@@ -52,7 +52,7 @@ def cascade():
 @pytest.fixture(scope="session")
 def track(sample, cascade):
     """``track("carphone_pristine")`` -> the sample's main face in every frame (a FaceTrack), cached."""
-    from dftoolkit.generators.material import face_track
+    from dftoolkit.faces.tracking import face_track
 
     tracks = {}
 

@@ -18,7 +18,7 @@ from dftoolkit.cli._render import key_values
 from dftoolkit.faces.dlib_hog import DlibBackend
 from dftoolkit.faces.mediapipe_mesh import MediaPipeBackend
 from dftoolkit.generators import build_dataset
-from dftoolkit.workers import run_phases
+from dftoolkit.workers import Stage, run_stage
 
 REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -52,13 +52,11 @@ def test_index_and_split_write_to_out_and_still_take_the_hidden_output(tmp_path)
 
 
 def test_key_values_one_syntax():
-    """JSON when it parses, else a comma list or the text; dotted keys group by their owner."""
+    """JSON when it parses, else a comma list or the text."""
     pairs = ["n=3", "f=0.5", "b=true", "z=null", 'l=["a"]', "c=c23,c40", "t=a.pth", "e="]
     assert key_values("-O", pairs, "k=v") == {
         "n": 3, "f": 0.5, "b": True, "z": None, "l": ["a"], "c": ["c23", "c40"], "t": "a.pth", "e": ""
     }  # fmt: skip
-    dotted = key_values("--set", ["fomm.checkpoint=/x.pth", "feather.width=12"], "a.b=c", dotted=True)
-    assert dotted == {"fomm": {"checkpoint": "/x.pth"}, "feather": {"width": 12}}
 
 
 @pytest.mark.parametrize(
@@ -67,8 +65,9 @@ def test_key_values_one_syntax():
         (["index", "folder", ".", "-o", "m.parquet", "-O", "oops"],
          "error: -O 'oops': expected KEY=VALUE, e.g. compression=c23"),
         (["validate", "folder", ".", "-O", "=x"], "error: -O '=x': expected KEY=VALUE, e.g. compression=c23"),
-        (["generate", "m.parquet", "--out", "d", "--set", "fomm=x"],
-         "error: --set 'fomm=x': expected NAME.KEY=VALUE, e.g. fomm.checkpoint=vox-cpk.pth.tar"),
+        (["generate", "m.parquet", "--out", "d", "--set", "fomm"],
+         "error: --set 'fomm': expected NAME.KEY=VALUE (a method or blend option) or KEY=VALUE (a setting), "
+         "e.g. fomm.checkpoint=vox-cpk.pth.tar"),
         (["quality", "m.parquet", "--out", "q", "--weights", "vgg16"],
          "error: --weights 'vgg16': expected KEY=VALUE, e.g. vgg16=/models/vgg16.pth"),
     ],
@@ -107,21 +106,25 @@ def test_demo_and_train_dovenet_help_is_current():
     assert "OUT.train" in dovenet and "dovenet.checkpoint=OUT" in dovenet and "CKPT" not in dovenet
 
 
-def _chatter(k: int) -> int:
-    os.write(2, f"native {k}\n".encode())
-    return k
+class _Chatter(Stage[int, int]):
+    """Writes on file descriptor 2 the way native libraries do, at setup and in every job."""
 
+    name = "chatter"
 
-def _init_chatter() -> None:
-    os.write(2, b"init\n")
+    def setup(self) -> None:
+        os.write(2, b"init\n")
+
+    def run(self, job: int) -> int:
+        os.write(2, f"native {job}\n".encode())
+        return job
 
 
 def test_in_process_runs_send_stderr_to_the_log_and_give_it_back(tmp_path, capfd):
     """``workers=1``: what the work writes on file descriptor 2 goes to the log; the caller's own
     stderr is back between items and after the run."""
     log = tmp_path / "workers.log"
-    for result in run_phases(_chatter, [[(1,), (2,)]], workers=1, initializer=_init_chatter, log_path=log):
-        os.write(2, f"parent {result}\n".encode())
+    for outcome in run_stage(_Chatter(), [[1, 2]], workers=1, log_path=log):
+        os.write(2, f"parent {outcome.result}\n".encode())
     os.write(2, b"after\n")
     assert capfd.readouterr().err == "parent 1\nparent 2\nafter\n"
     assert log.read_text() == "init\nnative 1\nnative 2\n"

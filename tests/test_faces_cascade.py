@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from dftoolkit.faces import DetectionCascade, FaceBackend, Faces, get_backend
-from dftoolkit.faces.cascade import box_iou, nms
+from dftoolkit.faces.cascade import nms
+from dftoolkit.faces.tracking import iou
 from dftoolkit.fetch import FetchError
 from dftoolkit.samples import sample_path
 from dftoolkit.video import VideoReader, sample_indices
@@ -64,11 +65,11 @@ def _upright(faces: Faces) -> bool:
     )
 
 
-def test_box_iou_and_nms():
+def test_iou_and_nms():
     boxes = np.array([[0, 0, 10, 10], [6, 0, 16, 10], [1, 1, 10, 10], [20, 20, 30, 30]], np.float32)
-    iou = box_iou(boxes, boxes)
-    assert iou.shape == (4, 4) and np.allclose(np.diag(iou), 1)
-    assert np.isclose(iou[0, 1], 40 / 160) and np.isclose(iou[0, 2], 81 / 100) and iou[0, 3] == 0
+    overlap = iou(boxes, boxes)
+    assert overlap.shape == (4, 4) and np.allclose(np.diag(overlap), 1)
+    assert np.isclose(overlap[0, 1], 40 / 160) and np.isclose(overlap[0, 2], 81 / 100) and overlap[0, 3] == 0
     # box 0 overlaps box 2 by 0.81, box 1 overlaps box 2 by 0.25
     assert nms(boxes, np.array([0.9, 0.8, 0.95, 0.1])).tolist() == [2, 1, 3]
     assert nms(boxes, np.array([0.9, 0.8, 0.95, 0.1]), iou=0.9).tolist() == [2, 0, 1, 3]

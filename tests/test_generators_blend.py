@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from scipy.ndimage import distance_transform_edt
 
+from dftoolkit.faces.geometry import hull_mask, similarity
 from dftoolkit.generators.base import describe_blends, get_blend, list_blends
 from dftoolkit.generators.blend import FeatherBlend, PoissonBlend, check_blend_inputs, feather_alpha
 from dftoolkit.generators.colour import (
@@ -26,7 +27,6 @@ from dftoolkit.generators.colour import (
     rct,
     sot,
 )
-from dftoolkit.preprocess.geometry import hull_mask, similarity
 from dftoolkit.samples import sample_stills
 from dftoolkit.video import VideoReader
 

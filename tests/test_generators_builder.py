@@ -207,9 +207,9 @@ def test_perturbation_tags():
 
 
 def test_bad_arguments_fail_before_any_work(reals, tmp_path):
-    with pytest.raises(KeyError, match="unknown manipulation method 'nope'"):
+    with pytest.raises(ValueError, match="unknown manipulation method 'nope'"):
         build_dataset(reals, tmp_path, methods=["nope"])
-    with pytest.raises(KeyError, match="unknown blend 'nope'"):
+    with pytest.raises(ValueError, match="unknown blend 'nope'"):
         build_dataset(reals, tmp_path, blends=["nope"])
     with pytest.raises(ValueError, match="no source/target pair"):
         build_dataset(reals.filter(video_id="jesper_webcam"), tmp_path)

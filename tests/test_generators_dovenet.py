@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from dftoolkit import Manifest, VideoRecord
 from dftoolkit.checkpoints import CheckpointError
 from dftoolkit.cli.harmoniser import register
+from dftoolkit.faces.geometry import hull_mask
 from dftoolkit.generators.base import get_blend, list_blends
 from dftoolkit.generators.dovenet import (
     DoveNetConfig,
@@ -24,7 +25,6 @@ from dftoolkit.generators.dovenet import (
 from dftoolkit.generators.harmonise_train import make_composites, train_dovenet, train_state_path
 from dftoolkit.generators.material import face_patches
 from dftoolkit.preprocess import PreprocessConfig, preprocess
-from dftoolkit.preprocess.geometry import hull_mask
 from dftoolkit.video import VideoReader
 
 TRAIN_STEPS = 40

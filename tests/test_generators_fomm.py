@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from dftoolkit.faces.geometry import hull_mask
 from dftoolkit.generators.base import METHODS, describe_methods, get_method, list_methods
 from dftoolkit.generators.fomm import (
     FOMM_CONFIGS,
@@ -22,7 +23,6 @@ from dftoolkit.generators.fomm import (
     transfer_keypoints,
 )
 from dftoolkit.generators.material import face_patches
-from dftoolkit.preprocess.geometry import hull_mask
 from dftoolkit.video import VideoReader
 
 

@@ -11,9 +11,11 @@ import cv2
 import numpy as np
 import pytest
 
-from dftoolkit.generators.base import FaceTrack, get_method, list_methods
+from dftoolkit.faces.geometry import MEAN_FACE_68, face_frames, hull_mask, similarity, transform_points
+from dftoolkit.faces.tracking import FaceTrack
+from dftoolkit.generators.base import get_method, list_methods
 from dftoolkit.generators.material import face_patches, still_patches
-from dftoolkit.generators.reenact import LandmarkReenact, choose_neutral, face_frames, mouth_gap
+from dftoolkit.generators.reenact import LandmarkReenact, choose_neutral, mouth_gap
 from dftoolkit.generators.swap import LandmarkSwap, normalised_shapes
 from dftoolkit.generators.warping import (
     face_ring,
@@ -24,7 +26,6 @@ from dftoolkit.generators.warping import (
     signed_areas,
     with_ring,
 )
-from dftoolkit.preprocess.geometry import MEAN_FACE_68, hull_mask, similarity, transform_points
 from dftoolkit.samples import sample_path
 from dftoolkit.video import VideoReader
 

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from dftoolkit import Manifest, VideoRecord
+from dftoolkit.faces.geometry import transform_points
 from dftoolkit.preprocess import FaceStore, PreprocessConfig, preprocess, process_video
-from dftoolkit.preprocess.geometry import transform_points
 from dftoolkit.video import VideoReader, VideoWriter
 
 ALL_CROPS = ("face", "aligned", "ffhq", "mouth")
@@ -178,25 +178,6 @@ def test_killed_run_loses_nothing_committed(tmp_path, sample):
     for name, stamp in committed.items():
         assert (store_dir / "videos" / "t" / name / "frames.parquet").stat().st_mtime_ns == stamp
     assert not [p for p in (store_dir / "videos" / "t").iterdir() if p.name.startswith(".")]
-
-
-@pytest.mark.slow
-def test_ray_engine_gives_the_local_result(corpus, tmp_path):
-    config = PreprocessConfig(crops=("face", "mouth"), frames=4)
-    local = preprocess(corpus, tmp_path / "local", config, workers=1).store
-    ray_run = preprocess(corpus, tmp_path / "ray", config, workers=2, engine="ray")
-    assert ray_run.processed == 4 and not ray_run.failed
-    a = local.frames().sort_values(["video_id", "frame_index"]).reset_index(drop=True)
-    b = ray_run.store.frames().sort_values(["video_id", "frame_index"]).reset_index(drop=True)
-    assert a[["video_id", "frame_index", "status", "reason"]].equals(
-        b[["video_id", "frame_index", "status", "reason"]]
-    )
-    for box_a, box_b in zip(a.box, b.box, strict=True):
-        assert (box_a is None and box_b is None) or np.allclose(box_a, box_b)
-    for path_a, path_b in zip(a.crop_path_face.dropna(), b.crop_path_face.dropna(), strict=True):
-        assert np.array_equal(
-            cv2.imread(str(local.path(path_a))), cv2.imread(str(ray_run.store.path(path_b)))
-        )
 
 
 def test_frame_table_says_which_frames_of_a_fake_are_manipulated(corpus, tmp_path):

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from dftoolkit.cli.faces import register
 from dftoolkit.manifest import Manifest
 from dftoolkit.preprocess import store as store_module
-from dftoolkit.preprocess.store import FaceStore, VideoFaces
+from dftoolkit.preprocess.store import FaceStore, StoredTrack, VideoFaces
 from dftoolkit.records import VideoRecord
 from dftoolkit.video import VideoReader, sample_indices
 
@@ -126,6 +126,42 @@ def test_commit_round_trip_png(store, carphone):
     np.testing.assert_array_equal(masks[:, 0], np.stack([m for m in result.masks["face"] if m is not None]))
     assert set(np.unique(masks)) == {0, 255}
     assert sorted(p.name for p in (folder / "face").iterdir())[0] == f"{carphone[0][0]:06d}.png"
+
+
+def test_track_reads_the_kept_face_back(store, carphone):
+    result = make_result(carphone)
+    store.commit(result)
+    track = store.track("samples", "carphone")
+    assert isinstance(track, StoredTrack) and len(track) == len(result.frame_indices)
+    assert track.frame_indices.dtype == np.int64 and track.frame_indices.tolist() == carphone[0].tolist()
+    assert track.status == result.status
+    assert track.boxes.shape == (12, 4) and track.boxes.dtype == np.float32
+    assert track.landmarks.shape == (12, 68, 2) and track.landmarks.dtype == np.float32
+    np.testing.assert_array_equal(track.boxes, result.boxes)  # NaN rows where no face
+    np.testing.assert_array_equal(track.landmarks, result.landmarks)
+    np.testing.assert_array_equal(track.scores, result.scores)
+    assert track.face_index.tolist() == result.face_index.tolist()
+    assert track.found.tolist() == [s == "ok" for s in result.status]
+
+    with pytest.raises(KeyError, match="samples/nope"):
+        store.track("samples", "nope")
+    with pytest.raises(KeyError, match="other/carphone"):
+        store.track("other", "carphone")
+
+
+def test_track_of_a_frame_that_failed_the_score(store, carphone):
+    """A low-score frame keeps its score in the frame table but has no face: NaN in the track."""
+    result = make_result(carphone, failed={})
+    result.status[3], result.reason[3] = "low_score", "face score 0.20 < min_score 0.5"
+    for name in ("crops", "masks"):
+        for images in getattr(result, name).values():
+            images[3] = None
+    result.boxes[3], result.landmarks[3], result.matrices["face"][3] = np.nan, np.nan, np.nan
+    store.commit(result)
+    track = store.track("samples", "carphone")
+    assert store.frames_of("samples", "carphone").score[3] == pytest.approx(0.9)
+    assert np.isnan(track.scores[3]) and np.isnan(track.boxes[3]).all() and track.face_index[3] == -1
+    assert track.found.sum() == 11
 
 
 def test_commit_jpeg_is_close_and_masks_stay_png(store, carphone):

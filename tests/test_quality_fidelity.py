@@ -8,17 +8,17 @@ import shutil
 import subprocess
 import tarfile
 
+import cv2
 import numpy as np
 import pytest
 
+from dftoolkit.faces.geometry import transform_points
 from dftoolkit.fetch import FetchError, PinnedFile, fetch_pinned
 from dftoolkit.fileio import sha256_file
-from dftoolkit.generators.base import ping_pong
-from dftoolkit.preprocess.geometry import transform_points
 from dftoolkit.quality import expression_error, expression_fidelity, identity_similarity
-from dftoolkit.quality.expression import sampled_pairs, video_landmarks
-from dftoolkit.quality.identity import FaceEmbedder, identity_vector, video_identity
-from dftoolkit.video import VideoReader
+from dftoolkit.quality.expression import frame_landmarks, sampled_pairs, video_landmarks
+from dftoolkit.quality.identity import FaceEmbedder, face_embeddings, identity_vector, video_identity
+from dftoolkit.video import VideoReader, ping_pong
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +110,48 @@ def test_video_landmarks_repeated_and_unsorted_frames(sample, cascade):
     single = video_landmarks(path, cascade, np.array([3]))
     np.testing.assert_allclose(single[0], lm[1])
     assert VideoReader(path).num_frames > 50
+
+
+@pytest.fixture(scope="module")
+def two_faces(sample, cascade):
+    """8 frames with two people: carphone (small, left) beside jesper_webcam (upscaled, right), and
+    carphone's face box in each, found on the carphone frame alone (the role of a FaceStore track)."""
+    carphone = VideoReader(sample("carphone_pristine")).read(range(0, 120, 15))
+    jesper = VideoReader(sample("jesper_webcam")).read(range(0, 64, 8))
+    frames = np.zeros((8, 240, 176 + 320, 3), np.uint8)
+    frames[:, :144, :176] = carphone
+    frames[:, :, 176:] = [cv2.resize(image, (320, 240)) for image in jesper]
+    alone = [cascade.detect(image) for image in carphone]
+    assert all(len(faces) == 1 for faces in alone)
+    return frames, np.stack([faces.boxes[0] for faces in alone]), np.stack([f.landmarks[0] for f in alone])
+
+
+def test_the_reference_boxes_pick_the_tracked_face_not_the_largest(cascade, two_faces):
+    frames, boxes, carphone = two_faces
+    largest = frame_landmarks(frames, cascade)
+    assert (largest[..., 0] > 176).all()  # jesper's, the larger face
+    tracked = frame_landmarks(frames, cascade, boxes)
+    assert (tracked[..., 0] < 176).all()
+    assert np.abs(tracked - carphone).mean() < 2  # pixels, as found on carphone alone
+    # NaN rows: no reference, the largest face; a reference where there is no face: none
+    boxes = boxes.copy()
+    boxes[0], boxes[1] = np.nan, (200, 200, 230, 230)
+    mixed = frame_landmarks(frames, cascade, boxes)
+    assert (mixed[0, :, 0] > 176).all() and np.isnan(mixed[1]).all() and (mixed[2:, :, 0] < 176).all()
+    with pytest.raises(ValueError, match="7 reference boxes for more frames"):
+        frame_landmarks(frames, cascade, boxes[:7])
+
+
+def test_identity_of_the_tracked_face(cascade, embedder, two_faces):
+    frames, boxes, _ = two_faces
+    carphone = identity_vector(face_embeddings(frames[:, :144, :176], cascade, embedder))
+    jesper = identity_vector(face_embeddings(frames[:, :, 176:], cascade, embedder))
+    largest = identity_vector(face_embeddings(frames, cascade, embedder))
+    tracked = identity_vector(face_embeddings(frames, cascade, embedder, boxes))
+    assert largest @ jesper > 0.98 and tracked @ carphone > 0.98
+    assert tracked @ carphone > tracked @ jesper + 0.03
+    boxes = np.full((8, 4), 500.0)  # references where no face is: nothing to embed
+    assert face_embeddings(frames, cascade, embedder, boxes).shape == (0, 128)
 
 
 def _sdist(tmp_path, member: str, data: bytes):

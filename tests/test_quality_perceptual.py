@@ -198,10 +198,13 @@ def test_torch_home_mobilenet_comes_first_and_a_tampered_package_file_is_refused
         find_weights("mobilenet_v2")
 
 
-def test_resolve_falls_back_loudly_and_prefers_existing_weights(written, tmp_path, monkeypatch):
+def test_resolve_falls_back_loudly_and_prefers_existing_weights(written, tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    with pytest.warns(UserWarning, match="in place of resnet18"):
-        info = resolve_backbone("resnet18")
+    info = resolve_backbone("resnet18")
+    (warned,) = [r for r in caplog.records if r.name == "dftoolkit.quality.backbones"]
+    assert warned.levelname == "WARNING" and "in place of resnet18" in warned.getMessage()
+    caplog.clear()
+    assert resolve_backbone("resnet18", warn=False) == info and not caplog.records
     assert info.name == "mobilenet_v2" and info.fallback and info.imagenet
     assert "resnet18-f37072fd.pth" in info.reason and "fallback" in info.describe()
     assert load_backbone(info).info == info  # the fallback flag travels with the loaded backbone

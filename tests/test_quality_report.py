@@ -16,9 +16,9 @@ from typer.testing import CliRunner
 
 from dftoolkit.cli import app
 from dftoolkit.manifest import Manifest
-from dftoolkit.quality import QualityConfig, method_kind, quality_report
+from dftoolkit.quality import QualityConfig, quality_report
 from dftoolkit.quality import spread as spread_module
-from dftoolkit.records import VideoRecord
+from dftoolkit.records import VideoRecord, method_kind
 from dftoolkit.video import VideoReader, VideoWriter, sample_indices
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -341,3 +341,44 @@ def test_a_video_given_twice_is_scored_once(reals, clips, no_torch_weights, plot
     assert ewarp["srdf", "carphone_pristine"] == ewarp["samples", "carphone_pristine"]
     # the t-SNE draws each video once
     assert sorted(plotted[0]["groups"]) == ["samples", "samples", "srdf"] and report.spread["n_samples"] == 3
+
+
+def test_with_a_store_the_face_metrics_score_the_face_it_tracked(sample, cascade, tmp_path):
+    """Two people in every frame: carphone (small, left) beside an upscaled jesper (right). The
+    store tracked carphone; quality follows that track, not the larger face it would pick alone."""
+    from dftoolkit.preprocess.store import FaceStore, VideoFaces
+    from dftoolkit.quality.expression import frame_landmarks
+    from dftoolkit.quality.temporal import landmark_jitter
+
+    carphone = VideoReader(sample("carphone_pristine")).read(range(12))
+    frames = np.zeros((12, 240, 176 + 320, 3), np.uint8)
+    frames[:, :144, :176] = carphone
+    frames[:, :, 176:] = [
+        cv2.resize(f, (320, 240)) for f in VideoReader(sample("jesper_webcam")).read(range(12))
+    ]
+    with VideoWriter(tmp_path / "duo.mp4", fps=25, lossless=True) as writer:
+        writer.write_many(frames)
+    manifest = Manifest([VideoRecord("t", "duo", "duo.mp4", 0)], root=tmp_path)
+    alone = [cascade.detect(image) for image in carphone]  # carphone's face, found without jesper
+    assert all(len(faces) == 1 for faces in alone)
+    boxes = np.stack([faces.boxes[0] for faces in alone])
+    store = FaceStore.create(tmp_path / "store", {})
+    store.commit(
+        VideoFaces(
+            "t", "duo", np.arange(12), ["ok"] * 12, [None] * 12, np.zeros(12, np.int64),
+            np.ones(12, np.float32), boxes, np.stack([faces.landmarks[0] for faces in alone]),
+        )
+    )  # fmt: skip
+    store.set_manifest(manifest)
+
+    config = QualityConfig(metrics=("jitter", "tsne"), frames=12, temporal_frames=12, size=64)
+    largest = quality_report([manifest], tmp_path / "alone", config, workers=1).per_video.jitter.iloc[0]
+    tracked = quality_report([manifest], tmp_path / "tracked", config, store=store.root, workers=1)
+    expected = landmark_jitter(
+        frame_landmarks(VideoReader(tmp_path / "duo.mp4").read(range(12)), cascade, boxes)
+    )
+    assert tracked.per_video.jitter.iloc[0] == pytest.approx(expected)
+    assert largest != pytest.approx(expected)  # on its own, quality scores jesper
+    # a FaceStore folder given as a source is followed the same way
+    from_source = quality_report([store.root], tmp_path / "source", config, workers=1)
+    assert from_source.per_video.jitter.iloc[0] == pytest.approx(expected)

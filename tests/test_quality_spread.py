@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from skimage.feature import hog
 
-from dftoolkit.generators.material import face_track, landmark_boxes
+from dftoolkit.faces.geometry import landmark_boxes
+from dftoolkit.faces.tracking import face_track
 from dftoolkit.quality.spread import (
     feature_spread,
     neighbour_overlap,
@@ -277,6 +278,21 @@ def test_video_jitter_uses_the_raw_landmarks(sample, cascade, raw_landmarks, tra
     value = video_landmark_jitter(sample("carphone_pristine"), cascade)
     assert value == pytest.approx(landmark_jitter(raw_landmarks))
     assert value != pytest.approx(landmark_jitter(track("carphone_pristine").landmarks))
+
+
+def test_video_jitter_of_the_reference_boxes(sample, cascade, raw_landmarks):
+    """Given a tracked face's boxes (as a FaceStore keeps them), jitter scores the face at them."""
+    path = sample("carphone_pristine")
+    frames = VideoReader(path).read(range(40))
+    boxes = np.stack([faces.boxes[faces.largest()] for faces in cascade.detect_video(frames)])
+    value = video_landmark_jitter(path, cascade, boxes=boxes)
+    assert value == pytest.approx(landmark_jitter(raw_landmarks[:40]), rel=0.3)
+    assert video_landmark_jitter(path, cascade, frames=40, boxes=boxes) == value
+    assert np.isnan(video_landmark_jitter(path, cascade, boxes=np.full((40, 4), 1000.0)))  # no face there
+    with pytest.raises(ValueError, match="frames=30 but 40 reference boxes"):
+        video_landmark_jitter(path, cascade, frames=30, boxes=boxes)
+    with pytest.raises(ValueError, match="200 reference boxes for 120 frames"):
+        video_landmark_jitter(path, cascade, boxes=np.full((200, 4), np.nan))
 
 
 def test_bad_landmarks_raise(raw_landmarks):

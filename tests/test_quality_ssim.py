@@ -9,9 +9,9 @@ import pytest
 import torch
 from skimage.metrics import structural_similarity
 
+from dftoolkit.faces.geometry import box_matrix, hull_mask, landmark_boxes, transform_points, warp
 from dftoolkit.generators import build_dataset
-from dftoolkit.generators.material import PATCH_SCALE, landmark_boxes
-from dftoolkit.preprocess.geometry import box_matrix, hull_mask, transform_points, warp
+from dftoolkit.generators.material import PATCH_SCALE
 from dftoolkit.quality.ssim import (
     PROTOCOL_DESCRIPTIONS,
     PROTOCOLS,
@@ -50,9 +50,9 @@ def _reference(fake: np.ndarray, real: np.ndarray, mask: np.ndarray, protocol: s
     return np.array(out)
 
 
-@pytest.fixture(params=["opencv", "conv2d"])
+@pytest.fixture(params=["opencv", "kornia"])
 def cpu_path(request, monkeypatch) -> str:
-    """Both CPU code paths: OpenCV's filters (the default) and the conv2d path CUDA takes."""
+    """Both CPU code paths: OpenCV's filters (the default) and the kornia filter path CUDA takes."""
     monkeypatch.setattr(ssim_module, "_OPENCV_ON_CPU", request.param == "opencv")
     return request.param
 
@@ -100,7 +100,7 @@ def test_map_and_mean_match_skimage_on_real_frames(carphone, cpu_path):
     np.testing.assert_allclose(ssim_map(x32, y32).numpy(), ref_map, atol=2e-3)
 
 
-def test_data_range_and_settings_follow_skimage(carphone):
+def test_data_range_and_settings_follow_skimage(carphone, cpu_path):
     fake, real = carphone
     x, y = _tensor(fake[:2] * 255, torch.float64), _tensor(real[:2] * 255, torch.float64)
     settings = {**SKIMAGE, "data_range": 255.0, "sigma": 1.0, "K1": 0.02, "K2": 0.05}
@@ -135,7 +135,7 @@ def test_protocols_match_skimage_map_then_masking(face_crops, protocol, cpu_path
     np.testing.assert_allclose(ours64.numpy(), ref, atol=1e-10)
 
 
-def test_soft_mask_weights_like_the_reference(face_crops):
+def test_soft_mask_weights_like_the_reference(face_crops, cpu_path):
     fake, real, masks = face_crops
     soft = np.clip(masks * 0.7 + np.linspace(0, 0.3, 256)[None, None, :], 0, 1)
     for protocol in PROTOCOLS:

@@ -21,7 +21,7 @@ from dftoolkit.generators.perturb import describe_perturbations, get_perturbatio
 from dftoolkit.quality.audit import describe_audit_features, get_audit_feature, list_audit_features
 from dftoolkit.quality.backbones import describe_backbones, get_backbone, list_backbones
 from dftoolkit.quality.flow import describe_flow_backends, get_flow_backend, list_flow_backends
-from dftoolkit.quality.report import describe_quality_metrics, get_quality_metric, list_quality_metrics
+from dftoolkit.quality.scoring import describe_quality_metrics, get_quality_metric, list_quality_metrics
 from dftoolkit.registry import Registry
 
 REGISTRIES = {
@@ -74,3 +74,14 @@ def test_every_registry_lists_names_describes_them_and_rejects_unknown_ones(func
     assert list(descriptions) == names and all(isinstance(d, str) and d for d in descriptions.values())
     with pytest.raises(KeyError, match=f"known: {names[0]}"):
         get_x("no-such-name")
+
+
+def test_every_generator_method_has_its_kind_in_the_core_table():
+    """Quality and the detectors read a method's kind from ``dftoolkit.records`` without importing
+    the generators; a registered method's kind must agree with it."""
+    from dftoolkit.generators import METHODS
+    from dftoolkit.records import method_kind
+
+    assert METHODS.names()
+    for name in METHODS.names():
+        assert method_kind(f"{name}+feather") == METHODS.get(name).kind, name

@@ -388,11 +388,15 @@ def test_by_original_only_may_split_identities(tmp_path):
     assert any(check_leaks(r) for r in results)
 
 
-def test_huge_component_goes_whole_and_warns(tmp_path):
+def test_huge_component_goes_whole_and_warns(tmp_path, caplog):
     # every Celeb-DF-like clip shares one identity: a single component that cannot be divided
     records = [r.replace(split=None, source_id="id0") for r in celebdf()]
-    with pytest.warns(UserWarning, match="no records"):
-        result = grouped_split(manifest_of(records, tmp_path), keep_test=False)
+    result = grouped_split(manifest_of(records, tmp_path), keep_test=False)
+    warned = [r for r in caplog.records if r.name == "dftoolkit.splits" and r.levelname == "WARNING"]
+    assert {r.getMessage().split(" got ")[0] for r in warned} == {
+        "grouped_split: split 'val'",
+        "grouped_split: split 'test'",
+    }
     assert {r.split for r in result} == {"train"}
 
 

@@ -21,6 +21,7 @@ from dftoolkit.video import (
     VideoDecodeError,
     VideoReader,
     VideoWriter,
+    ping_pong,
     probe,
     sample_indices,
 )
@@ -377,3 +378,11 @@ def test_sample_indices_policies():
     assert sample_indices(0, 32).tolist() == []
     with pytest.raises(ValueError, match="unknown sampling policy"):
         sample_indices(10, 4, "bogus")
+
+
+def test_ping_pong_plays_forward_then_backward():
+    assert ping_pong(np.arange(10), 4).tolist() == [0, 1, 2, 3, 2, 1, 0, 1, 2, 3]
+    assert ping_pong(np.arange(5), 1).tolist() == [0] * 5
+    assert int(ping_pong(7, 3)) == 1
+    with pytest.raises(ValueError, match="at least one item"):
+        ping_pong(0, 0)

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
+import logging
 import os
-import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, NoReturn
@@ -21,6 +20,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from dftoolkit.config import PairError, parse_pairs, parse_value
 from dftoolkit.locks import FolderLockedError
 from dftoolkit.manifest import Manifest, ManifestError
 
@@ -38,38 +38,15 @@ def dataframe_table(frame: pd.DataFrame, title: str) -> Table:
     return table
 
 
-def comma_list(text: str) -> list[str]:
-    """The non-empty, stripped items of a comma-separated option: ``"a, b,"`` -> ``["a", "b"]``."""
-    return [item.strip() for item in text.split(",") if item.strip()]
-
-
-def _value(text: str) -> Any:
+def key_values(option: str, pairs: Iterable[str], example: str) -> dict[str, Any]:
+    """The ``KEY=VALUE`` settings of a repeatable ``option`` as ``{KEY: VALUE}``, each VALUE parsed by
+    :func:`~dftoolkit.config.parse_value` (JSON, else a comma list, else the text). A malformed pair
+    :func:`fail`s with ``error: OPTION 'PAIR': expected KEY=VALUE, e.g. EXAMPLE``."""
     try:
-        return json.loads(text)
-    except (json.JSONDecodeError, RecursionError):
-        return comma_list(text) if "," in text else text
-
-
-def key_values(option: str, pairs: Iterable[str], example: str, *, dotted: bool = False) -> dict[str, Any]:
-    """The ``KEY=VALUE`` settings of a repeatable ``option``: ``{KEY: VALUE}``, or with ``dotted``
-    (``NAME.KEY=VALUE``, the owner first) ``{NAME: {KEY: VALUE}}``.
-
-    A VALUE is JSON when it parses as JSON (``3``, ``0.5``, ``true``, ``null``, ``["c23","c40"]``); else a
-    text with commas is the list of its items (``c23,c40``), any other text itself. A malformed pair
-    :func:`fail`s with ``error: OPTION 'PAIR': expected KEY=VALUE, e.g. EXAMPLE``.
-    """
-    settings: dict[str, Any] = {}
-    shape = "NAME.KEY=VALUE" if dotted else "KEY=VALUE"
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        owner, dot, name = key.partition(".")
-        if not (sep and key) or (dotted and not (owner and dot and name)):
-            fail(f"{option} {pair!r}: expected {shape}, e.g. {example}")
-        if dotted:
-            settings.setdefault(owner, {})[name] = _value(value)
-        else:
-            settings[key] = _value(value)
-    return settings
+        parsed = parse_pairs(pairs)
+    except PairError as err:
+        fail(f"{option} {err.pair!r}: expected KEY=VALUE, e.g. {example}")
+    return {key: parse_value(value) for key, value in parsed}
 
 
 def output_alias() -> Any:
@@ -83,18 +60,8 @@ def out_or_alias(out: Path | None, output: Path | None) -> Path | None:
         return out
     if out is not None:
         fail("give --out (-o) only; --output is its deprecated spelling")
-    typer.echo("warning: --output is deprecated; use --out (-o)", err=True)
+    logging.getLogger(__name__).warning("--output is deprecated; use --out (-o)")
     return output
-
-
-@contextlib.contextmanager
-def warnings_as_lines() -> Iterator[None]:
-    """Print the warnings raised inside as one ``warning: <message>`` line each on stderr, instead of
-    Python's format (the category, then the source line that raised it)."""
-    with warnings.catch_warnings(record=True) as caught:
-        yield
-    for warning in caught:
-        typer.echo(f"warning: {' '.join(str(warning.message).split())}", err=True)
 
 
 def fail(error: BaseException | str, code: int = 2) -> NoReturn:
@@ -138,3 +105,14 @@ def read_manifest(path: Path) -> Manifest:
         return Manifest.read_parquet(path)
     except (FileNotFoundError, ManifestError) as err:
         fail(err)
+
+
+def check_store(path: Path | None) -> None:
+    """:func:`fail` naming ``path`` unless it is None or a FaceStore folder (checked before any work)."""
+    from dftoolkit.preprocess.store import FaceStore
+
+    if path is not None:
+        try:
+            FaceStore(path)
+        except (FileNotFoundError, ValueError) as err:
+            fail(err)

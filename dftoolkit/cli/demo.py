@@ -19,6 +19,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from dftoolkit.cli._config import option
 from dftoolkit.cli._render import dataframe_table
 from dftoolkit.corpora import index_corpus, validate_corpus
 from dftoolkit.export import export_manifest
@@ -42,7 +43,7 @@ def _write_corpus_csv(path: Path, samples) -> None:
 
 def demo(
     out: Path = typer.Option(Path("demo-out"), "--out", "-o", help="Folder for the demo's outputs."),
-    frames: int = typer.Option(32, help="Frames sampled per video."),
+    frames: int = option(PreprocessConfig, "frames"),
     workers: int = typer.Option(0, help="Processes of every parallel step (0: one per core)."),
 ) -> None:
     """The toolkit end to end on real sample media (fetched once), every output under --out.

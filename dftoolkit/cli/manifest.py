@@ -8,7 +8,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from dftoolkit.cli._render import comma_list, dataframe_table, fail
+from dftoolkit.cli._render import dataframe_table, fail
+from dftoolkit.config import comma_list
 from dftoolkit.manifest import Manifest, ManifestError
 
 __all__ = ["register"]

@@ -12,44 +12,51 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from dftoolkit.cli._render import check_failures, comma_list, dataframe_table, fail, read_manifest, run_faults
-from dftoolkit.faces import list_backends
+from dftoolkit.cli._config import (
+    config_option,
+    engine_option,
+    given,
+    option,
+    resolve,
+    set_option,
+    workers_option,
+)
+from dftoolkit.cli._render import check_failures, dataframe_table, fail, read_manifest, run_faults
+from dftoolkit.preprocess import PreprocessConfig
+from dftoolkit.preprocess import preprocess as run
+
+EXAMPLE = "min_score=0.7"
 
 
 def preprocess(
+    ctx: typer.Context,
     manifest_path: Path = typer.Argument(..., metavar="MANIFEST", help="Manifest Parquet file."),
     out: Path = typer.Option(..., "--out", "-o", help="FaceStore folder (created, or resumed)."),
-    crops: str = typer.Option("face", help="Comma-separated crop kinds: face, aligned, ffhq, mouth."),
-    frames: int = typer.Option(32, help="Frames sampled per video."),
-    policy: str = typer.Option("even", help="Sampling policy: even, stride, segments, all."),
-    backend: str = typer.Option("mediapipe", help=f"Face backend ({', '.join(list_backends())})."),
-    size: int = typer.Option(0, help="Side of every crop in pixels (0: each kind's default)."),
-    workers: int = typer.Option(0, help="Processes (0: one per core)."),
-    engine: str = typer.Option("local", help="local (process pool) or ray."),
-    image_format: str = typer.Option("png", help="png or jpg."),
+    crops: str = option(PreprocessConfig, "crops"),
+    frames: int = option(PreprocessConfig, "frames"),
+    policy: str = option(PreprocessConfig, "policy"),
+    backend: str = option(PreprocessConfig, "backend"),
+    size: int = typer.Option(
+        0, help="Side of every crop in pixels (0: each kind's default); one kind's: --set sizes.KIND=N."
+    ),
+    image_format: str = option(PreprocessConfig, "image_format"),
+    config_file: Path = config_option(),
+    settings: list[str] = set_option(EXAMPLE),
+    workers: int = workers_option(),
+    engine: str = engine_option(),
 ) -> None:
     """Detect, track, align and crop faces of every video; resumable (rerun to continue).
 
-    One run at a time per store. Exit status 1: the store is in use by another run, the disk filled,
-    or every video tried failed (some failing and others done: 0, the failures listed).
+    Settings: the defaults, then --config, then the options given, then --set; every setting is
+    stored in the FaceStore (store.json), and resuming needs the same ones. One run at a time per
+    store. Exit status 1: the store is in use by another run, the disk filled, or every video tried
+    failed (some failing and others done: 0, the failures listed).
     """
-    from dftoolkit.preprocess import ENGINES, PreprocessConfig
-    from dftoolkit.preprocess import preprocess as run
-
-    kinds = tuple(comma_list(crops))
-    try:  # bad settings stop here, before the store's folder is made
-        config = PreprocessConfig(
-            crops=kinds,
-            sizes=tuple((k, size) for k in kinds) if size else (),
-            frames=frames,
-            policy=policy,
-            backend=backend,
-            image_format=image_format,
-        )
-    except ValueError as err:
-        fail(err)
-    if engine not in ENGINES:
-        fail(f"engine must be one of {ENGINES}, got {engine!r}")
+    flags = given(ctx, crops=crops, frames=frames, policy=policy, backend=backend, image_format=image_format)
+    config = resolve(PreprocessConfig, config_file, flags, settings, example=EXAMPLE)
+    if size:  # every crop kind of the resolved config; --set sizes.KIND=N still wins
+        flags["sizes"] = tuple((kind, size) for kind in config.crops)
+        config = resolve(PreprocessConfig, config_file, flags, settings, example=EXAMPLE)
     manifest = read_manifest(manifest_path)
     with run_faults(out):
         try:

@@ -11,66 +11,76 @@ import pandas as pd
 import typer
 from rich.console import Console
 
-from dftoolkit.cli._render import comma_list, dataframe_table, fail, key_values, run_faults
+from dftoolkit.cli._config import (
+    config_option,
+    engine_option,
+    given,
+    option,
+    resolve,
+    set_option,
+    workers_option,
+)
+from dftoolkit.cli._render import check_store, dataframe_table, fail, key_values, run_faults
 from dftoolkit.cli.audit import print_audit
+from dftoolkit.quality.report import QualityConfig, quality_report
 
 __all__ = ["print_report", "register"]
 
+EXAMPLE = "seed=3"
+
 
 def quality(
+    ctx: typer.Context,
     sources: list[Path] = typer.Argument(
         ..., metavar="MANIFEST_OR_STORE...", help="Manifest files, toolkit corpus folders or FaceStores."
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Report folder (created; cached scores are reused)."),
-    metrics: str = typer.Option(
-        "mask-ssim,perceptual,lpips,ewarp,tsne,identity,expression,jitter,audit",
-        help="Comma-separated: mask-ssim, perceptual, lpips, ewarp, tsne, identity, expression, jitter, "
-        "audit (the shortcut audit's metadata features; `dftoolkit audit --store` adds the face ones).",
+    metrics: str = option(QualityConfig, "metrics"),
+    protocol: str = option(QualityConfig, "protocol"),
+    frames: int = option(QualityConfig, "frames"),
+    temporal_frames: int = option(QualityConfig, "temporal_frames"),
+    size: int = option(QualityConfig, "size"),
+    flow: str = option(QualityConfig, "flow"),
+    perceptual_backbone: str = option(QualityConfig, "perceptual_backbone", "--backbone"),
+    lpips_net: str = option(QualityConfig, "lpips_net"),
+    tsne_backbone: str = option(QualityConfig, "tsne_backbone"),
+    weights: list[str] = option(QualityConfig, "weights", "--weights", default=[], metavar="NAME=PATH"),
+    config_file: Path = config_option(),
+    settings: list[str] = set_option(EXAMPLE),
+    store: Path = typer.Option(
+        None, help="FaceStore of the sources' videos: the face metrics score the face it tracked."
     ),
-    protocol: str = typer.Option("inside", help="Mask-SSIM protocol: inside or masked-image."),
-    frames: int = typer.Option(
-        16, help="Frames per video for Mask-SSIM, perceptual, LPIPS, identity, expression."
-    ),
-    temporal_frames: int = typer.Option(
-        32, help="Consecutive frames per video for E_warp and landmark jitter."
-    ),
-    size: int = typer.Option(256, help="Side of face crops and E_warp frames, pixels."),
-    flow: str = typer.Option("dis", help="Optical flow for E_warp: dis, farneback, raft."),
-    backbone: str = typer.Option("auto", help="Perceptual backbone: vgg16, mobilenet_v2 or auto."),
-    lpips_net: str = typer.Option("alex", help="LPIPS trunk: alex or vgg."),
-    tsne_backbone: str = typer.Option("auto", help="t-SNE features: resnet18, mobilenet_v2 or auto."),
-    weights: list[str] = typer.Option(
-        [],
-        "--weights",
-        metavar="NAME=PATH",
-        help="A weight file instead of $TORCH_HOME's: vgg16, alexnet, resnet18, mobilenet_v2, raft_small, "
-        "raft_large (repeatable).",
-    ),
-    workers: int = typer.Option(0, min=0, help="Processes (0: one per core)."),
+    workers: int = workers_option(),
+    engine: str = engine_option(),
 ) -> None:
     """Score every dataset of the sources side by side; writes JSON, Markdown, CSV and PNG plots.
 
-    One run at a time per report folder. Exit status 1: the folder is in use by another run, or the
-    disk filled.
+    Settings: the defaults, then --config, then the options given, then --set; the report folder
+    records them (config.yaml). One run at a time per report folder. Exit status 1: the folder is in
+    use by another run, or the disk filled.
     """
-    from dftoolkit.quality.report import QualityConfig, quality_report
-
-    files = key_values("--weights", weights, "vgg16=/models/vgg16.pth")
+    flags = given(
+        ctx,
+        metrics=metrics,
+        protocol=protocol,
+        frames=frames,
+        temporal_frames=temporal_frames,
+        size=size,
+        flow=flow,
+        perceptual_backbone=perceptual_backbone,
+        lpips_net=lpips_net,
+        tsne_backbone=tsne_backbone,
+    )
+    if weights:
+        flags["weights"] = key_values("--weights", weights, "vgg16=/models/vgg16.pth")
+    config = resolve(QualityConfig, config_file, flags, settings, example=EXAMPLE)
+    for source in sources:
+        if not source.exists():
+            fail(f"{source}: no such manifest, corpus folder or FaceStore")
+    check_store(store)
     with run_faults(out):
         try:
-            config = QualityConfig(
-                metrics=tuple(comma_list(metrics)),
-                protocol=protocol,
-                frames=frames,
-                temporal_frames=temporal_frames,
-                size=size,
-                flow=flow,
-                perceptual_backbone=backbone,
-                lpips_net=lpips_net,
-                tsne_backbone=tsne_backbone,
-                weights=tuple((name, str(path)) for name, path in files.items()),
-            )
-            report = quality_report(sources, out, config, workers=workers or None)
+            report = quality_report(sources, out, config, store=store, workers=workers or None, engine=engine)
         except (ValueError, KeyError, FileNotFoundError) as err:
             fail(err)
     print_report(Console(), report)

@@ -8,14 +8,8 @@ import pandas as pd
 import typer
 from rich.console import Console
 
-from dftoolkit.cli._render import (
-    comma_list,
-    dataframe_table,
-    out_or_alias,
-    output_alias,
-    read_manifest,
-    warnings_as_lines,
-)
+from dftoolkit.cli._render import dataframe_table, out_or_alias, output_alias, read_manifest
+from dftoolkit.config import comma_list
 
 
 def split(
@@ -50,17 +44,16 @@ def split(
             raise typer.BadParameter("give --out (or --check to only check)")
         if protocol not in SPLIT_PROTOCOLS:
             raise typer.BadParameter(f"protocol must be one of {SPLIT_PROTOCOLS}")
-        with warnings_as_lines():  # e.g. a split that got no records: one line, no source line
-            try:
-                if protocol == "grouped":
-                    values = tuple(float(r) for r in comma_list(ratios))
-                    manifest = grouped_split(manifest, values, seed=seed, keep_test=keep_test)  # type: ignore[arg-type]
-                elif protocol == "cross-dataset":
-                    manifest = cross_dataset_split(
-                        manifest, comma_list(train), comma_list(test), val_ratio=val_ratio, seed=seed
-                    )
-            except ValueError as err:
-                raise typer.BadParameter(str(err)) from None
+        try:
+            if protocol == "grouped":
+                values = tuple(float(r) for r in comma_list(ratios))
+                manifest = grouped_split(manifest, values, seed=seed, keep_test=keep_test)  # type: ignore[arg-type]
+            elif protocol == "cross-dataset":
+                manifest = cross_dataset_split(
+                    manifest, comma_list(train), comma_list(test), val_ratio=val_ratio, seed=seed
+                )
+        except ValueError as err:
+            raise typer.BadParameter(str(err)) from None
         manifest.write_parquet(out)
         console.print(
             dataframe_table(split_summary(manifest).round({"share": 3}), f"{out}: {protocol} split")

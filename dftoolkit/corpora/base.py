@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from dftoolkit.errors import DftoolkitError
 from dftoolkit.manifest import Manifest, ManifestError
 from dftoolkit.records import RecordError, VideoRecord
 from dftoolkit.registry import Registry
@@ -48,7 +49,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 CORPORA: Registry[type[Corpus]] = Registry("corpus")
 
 
-class CorpusError(ValueError):
+class CorpusError(DftoolkitError, ValueError):
     """A corpus tree or one of its metadata files is missing or malformed; the message names the file."""
 
 

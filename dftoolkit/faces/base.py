@@ -2,7 +2,8 @@
 
 A backend finds faces in one RGB image and puts 68 landmarks on them in the iBUG 300-W order
 (0-16 jaw, 17-26 brows, 27-35 nose, 36-47 eyes, 48-67 mouth). Detection policy across frames
-(downscaling, tiling, tracking) lives in :mod:`dftoolkit.faces.cascade`, not in backends.
+(downscaling, tiling, tracking) lives in :mod:`dftoolkit.faces.cascade`, not in backends; face geometry
+(crops, alignment) in :mod:`dftoolkit.faces.geometry`, tracks in :mod:`dftoolkit.faces.tracking`.
 """
 
 from __future__ import annotations
@@ -45,6 +46,12 @@ class Faces:
     @classmethod
     def empty(cls) -> Faces:
         return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 68, 2), np.float32))
+
+    def largest(self) -> int | None:
+        """Index of the face whose box has the largest area (ties: the first); None when there is none."""
+        if not len(self):
+            return None
+        return int(np.argmax(np.prod(self.boxes[:, 2:] - self.boxes[:, :2], axis=1)))
 
 
 class FaceBackend(ABC):

@@ -12,18 +12,10 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from dftoolkit.faces import tracking
 from dftoolkit.faces.base import FACE_BACKENDS, FaceBackend, Faces
 
-__all__ = ["DetectionCascade", "box_iou", "nms"]
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``(N, M)`` intersection over union of ``(N, 4)`` and ``(M, 4)`` boxes ``x0, y0, x1, y1``."""
-    a, b = np.asarray(a, np.float64)[:, None], np.asarray(b, np.float64)[None]
-    wh = np.clip(np.minimum(a[..., 2:], b[..., 2:]) - np.maximum(a[..., :2], b[..., :2]), 0, None)
-    inter = wh[..., 0] * wh[..., 1]
-    union = np.prod(a[..., 2:] - a[..., :2], -1) + np.prod(b[..., 2:] - b[..., :2], -1) - inter
-    return inter / np.maximum(union, 1e-9)
+__all__ = ["DetectionCascade", "nms"]
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou: float = 0.3) -> np.ndarray:
@@ -38,7 +30,7 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou: float = 0.3) -> np.ndarray:
         ``(M,)`` int64 indices of the kept boxes, by decreasing score.
     """
     order = np.argsort(-np.asarray(scores), kind="stable")
-    overlap = box_iou(boxes, boxes)
+    overlap = tracking.iou(boxes, boxes)
     keep = []
     while len(order):
         keep.append(order[0])
@@ -121,9 +113,9 @@ class DetectionCascade:
         for frame in frames:
             faces = self.detect(frame, previous)
             out.append(faces)
-            if len(faces):
-                sides = np.max(faces.boxes[:, 2:] - faces.boxes[:, :2], axis=1)
-                previous = faces.boxes[int(np.argmax(sides))]
+            largest = faces.largest()
+            if largest is not None:
+                previous = faces.boxes[largest]
         return out
 
     # -- views ---------------------------------------------------------------------------------
@@ -165,7 +157,7 @@ class DetectionCascade:
         for k, box in enumerate(faces.boxes):
             near = self._roi(image, box.astype(np.float64))
             if len(near):
-                overlap = box_iou(box[None], near.boxes)[0]
+                overlap = tracking.iou(box[None], near.boxes)[0]
                 j = int(np.argmax(overlap))
                 if overlap[j] > 0.3:
                     boxes[k], scores[k] = near.boxes[j], near.scores[j]

@@ -6,14 +6,14 @@
 (8, 3, 256, 256)
 """
 
-from dftoolkit.preprocess.pipeline import ENGINES, PreprocessConfig, RunReport, preprocess, process_video
-from dftoolkit.preprocess.store import FaceStore, VideoFaces
+from dftoolkit.preprocess.pipeline import PreprocessConfig, RunReport, preprocess, process_video
+from dftoolkit.preprocess.store import FaceStore, StoredTrack, VideoFaces
 
 __all__ = [
-    "ENGINES",
     "FaceStore",
     "PreprocessConfig",
     "RunReport",
+    "StoredTrack",
     "VideoFaces",
     "preprocess",
     "process_video",

@@ -8,40 +8,45 @@ corpus's mask video warped the same way, else the landmark hull). Every sampled 
 status and, when not ``ok``, a reason. A fake whose original was processed in the same store
 reuses the original's face track, so real and fake crops align frame by frame.
 
-Engines: ``local`` (a process pool, one face model per worker, the default) and ``ray``.
+Engines: those of the stage runner (:func:`~dftoolkit.workers.run_stage`): ``local`` (a process pool,
+one face model per worker, the default) and ``ray``.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
-import traceback
 from collections import Counter
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
+from dftoolkit.config import config_to_dict, normalise, setting, write_config
 from dftoolkit.faces.base import FACE_BACKENDS, Faces
-from dftoolkit.fileio import atomic_write_text
+from dftoolkit.faces.geometry import CROP_KINDS, DEFAULT_SIZES, MOUTH_FRAME, crop_matrix, hull_mask, warp
+from dftoolkit.faces.tracking import TRACK_POLICIES, link_tracks, main_track, smooth_landmarks
 from dftoolkit.locks import locks_output
 from dftoolkit.manifest import Manifest
-from dftoolkit.preprocess.geometry import CROP_KINDS, DEFAULT_SIZES, MOUTH_FRAME, crop_matrix, hull_mask, warp
-from dftoolkit.preprocess.store import FaceStore, VideoFaces
-from dftoolkit.preprocess.tracking import TRACK_POLICIES, link_tracks, main_track, smooth_landmarks
+from dftoolkit.preprocess.store import FaceStore, StoredTrack, VideoFaces
 from dftoolkit.progress import progress
 from dftoolkit.records import VideoRecord
 from dftoolkit.video import SAMPLING_POLICIES, VideoDecodeError, VideoReader, sample_indices
 from dftoolkit.video.reader import CORRUPT_PACKET
-from dftoolkit.workers import run_phases
+from dftoolkit.workers import Outcome, Stage, check_engine, run_stage, runs_dir, write_run
 
-__all__ = ["ENGINES", "PreprocessConfig", "RunReport", "preprocess", "process_video"]
+__all__ = [
+    "PreprocessConfig",
+    "PreprocessJob",
+    "PreprocessStage",
+    "RunReport",
+    "preprocess",
+    "process_video",
+]
 
-ENGINES = ("local", "ray")
+GPU_BACKENDS = frozenset({"fan"})  # face backends that run on a GPU when there is one
 IMAGE_FORMATS = ("png", "jpg", "jpeg")  # what FaceStore.commit encodes
 
 
@@ -49,39 +54,33 @@ IMAGE_FORMATS = ("png", "jpg", "jpeg")  # what FaceStore.commit encodes
 class PreprocessConfig:
     """Settings of a preprocessing run; stored in the FaceStore so a resumed run must match them.
 
-    Raises ``ValueError`` (naming every bad setting) when constructed with settings no video could
-    be processed with.
-
-    Attributes:
-        crops: crop kinds to cut (``face``, ``aligned``, ``ffhq``, ``mouth``).
-        sizes: output side in pixels per crop kind; kinds not listed use the geometry defaults.
-        frames: frames sampled per video (``policy`` ``even``: evenly spaced; ``all`` ignores it).
-        policy: a :func:`~dftoolkit.video.sample_indices` policy.
-        backend: face backend name (see :func:`dftoolkit.faces.list_backends`).
-        backend_options: keyword options of the backend.
-        min_score: detections scoring below are kept out of the crops (status ``low_score``).
-        scale: enlargement of the square ``face`` crop around the detected box.
-        smooth: landmark smoothing window in sampled frames (1: none).
-        track_policy: which face to keep without a mask: ``persistent`` or ``largest``.
-        reuse_original_track: fakes reuse their original's track when it is in the store.
-        image_format: ``png`` (lossless) or ``jpg``.
+    Each field's help is in its metadata (:func:`dftoolkit.config.describe_config`). Raises
+    ``ValueError`` (naming every bad setting) when constructed with settings no video could be
+    processed with.
     """
 
-    crops: tuple[str, ...] = ("face",)
-    sizes: tuple[tuple[str, int], ...] = ()
-    frames: int = 32
-    policy: str = "even"
-    backend: str = "mediapipe"
-    backend_options: tuple[tuple[str, Any], ...] = ()
-    min_score: float = 0.5
-    scale: float = 1.3
-    smooth: int = 5
-    track_policy: str = "persistent"
-    reuse_original_track: bool = True
-    image_format: str = "png"
+    crops: tuple[str, ...] = setting(("face",), "Crop kinds to cut.", choices=CROP_KINDS)
+    sizes: tuple[tuple[str, int], ...] = setting(
+        (), "Side in pixels per crop kind, KIND=SIZE; kinds not listed get their default."
+    )
+    frames: int = setting(32, "Frames sampled per video (policy all: every frame).")
+    policy: str = setting("even", "How the frames are sampled.", choices=SAMPLING_POLICIES)
+    backend: str = setting("mediapipe", "Face backend.", choices=FACE_BACKENDS)
+    backend_options: tuple[tuple[str, Any], ...] = setting((), "Options of the face backend, KEY=VALUE.")
+    min_score: float = setting(0.5, "Detections scoring below are kept out of the crops (status low_score).")
+    scale: float = setting(1.3, "Enlargement of the square face crop around the detected box.")
+    smooth: int = setting(5, "Landmark smoothing window in sampled frames (1: none).")
+    track_policy: str = setting(
+        "persistent", "Which face to keep when the video has no mask.", choices=TRACK_POLICIES
+    )
+    reuse_original_track: bool = setting(
+        True, "Fakes reuse the face track of their original when it is in the store."
+    )
+    image_format: str = setting("png", "Image format of the crops (png: lossless).", choices=IMAGE_FORMATS)
 
     def __post_init__(self) -> None:
         """Refuse settings every video would fail with, before a run writes anything."""
+        normalise(self)
         problems = [
             *(
                 f"unknown crop kind {k!r} (kinds: {', '.join(CROP_KINDS)})"
@@ -123,11 +122,8 @@ class PreprocessConfig:
             raise ValueError(f"bad preprocessing settings: {'; '.join(problems)}")
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["crops"] = list(self.crops)
-        data["sizes"] = dict(self.sizes)
-        data["backend_options"] = dict(self.backend_options)
-        return data
+        """The settings in plain JSON types, as the FaceStore stores them (``store.json``)."""
+        return config_to_dict(self)
 
     def size_of(self, kind: str) -> int | None:
         return dict(self.sizes).get(kind)
@@ -201,25 +197,12 @@ def _track_from_detections(faces_per_frame, config: PreprocessConfig, mask_boxes
     return boxes, scores, landmarks, face_index
 
 
-def _original_track(store: FaceStore, record: VideoRecord, indices: np.ndarray):
-    """The original's boxes/scores/landmarks at the same frame indices, or None if not usable."""
+def _original_track(store: FaceStore, record: VideoRecord, indices: np.ndarray) -> StoredTrack | None:
+    """The original's stored track when it sampled the same frame indices, else None."""
     if record.original_id is None or not store.has(record.dataset, record.original_id):
         return None
-    table = store.frames_of(record.dataset, record.original_id)  # one video's frame table
-    if table["frame_index"].tolist() != indices.tolist():
-        return None
-    n = len(indices)
-    boxes = np.full((n, 4), np.nan, np.float32)
-    scores = np.full(n, np.nan, np.float32)
-    landmarks = np.full((n, 68, 2), np.nan, np.float32)
-    face_index = table["face_index"].to_numpy(np.int64)
-    for row, (status, box, score, points) in enumerate(
-        zip(table["status"], table["box"], table["score"], table["landmarks"], strict=True)
-    ):
-        if status == "ok":
-            boxes[row], scores[row] = np.asarray(box, np.float32), score
-            landmarks[row] = np.asarray(points, np.float32).reshape(68, 2)
-    return boxes, scores, landmarks, face_index
+    track = store.track(record.dataset, record.original_id)
+    return track if np.array_equal(track.frame_indices, indices) else None
 
 
 def process_video(
@@ -253,7 +236,8 @@ def process_video(
         else None
     )
     if reused is not None:
-        boxes, scores, landmarks, face_index = reused
+        boxes, scores, landmarks = reused.boxes, reused.scores, reused.landmarks
+        face_index = reused.face_index
     else:
         present = [n for n, f in enumerate(frames) if f is not None]
         faces_per_frame = [Faces.empty() for _ in frames]
@@ -271,7 +255,8 @@ def process_video(
         elif np.isnan(boxes[n, 0]):
             status.append("no_face")
             reason.append(
-                f"no face found by {config.backend}" + (" (track of the original)" if reused else "")
+                f"no face found by {config.backend}"
+                + (" (track of the original)" if reused is not None else "")
             )
         elif scores[n] < config.min_score:
             status.append("low_score")
@@ -345,52 +330,61 @@ def _failed_video(record: VideoRecord, config: PreprocessConfig, status: str, re
     )
 
 
-# -- engines -------------------------------------------------------------------------------------
-
-_WORKER: dict[str, Any] = {}
+# -- the stage -----------------------------------------------------------------------------------
 
 
-def _make_cascade(config: PreprocessConfig):
-    from dftoolkit.faces import DetectionCascade, get_backend
+@dataclass(frozen=True)
+class PreprocessJob:
+    """One video to preprocess: its record, its file and its corpus mask video (or None)."""
 
-    return DetectionCascade(get_backend(config.backend, **dict(config.backend_options)))
-
-
-def _init_worker(config: PreprocessConfig, store_root: str) -> None:
-    """Load the face models once per worker process."""
-    cv2.setNumThreads(1)
-    _WORKER["config"] = config
-    _WORKER["store"] = FaceStore(store_root)
-    _WORKER["cascade"] = _make_cascade(config)
+    record: VideoRecord
+    path: str
+    mask_path: str | None
 
 
-def _run_one(record: VideoRecord, path: str, mask_path: str | None) -> dict[str, Any]:
-    """Worker body: process and commit one video; a summary (or the error) for the parent."""
-    config, store = _WORKER["config"], _WORKER["store"]
-    start = time.perf_counter()
-    try:
-        result = process_video(
-            record, Path(path), Path(mask_path) if mask_path else None, config, _WORKER["cascade"], store
-        )
-        store.commit(result, image_format=config.image_format)
-    except Exception:  # a bug or an unexpected input: reported, not committed, retried next run
-        return {"key": record.key, "error": traceback.format_exc(limit=4)}
-    return {"key": record.key, "statuses": Counter(result.status), "seconds": time.perf_counter() - start}
+class PreprocessStage(Stage[PreprocessJob, Counter]):
+    """Preprocess and commit one video to the store at ``store_root``; the result counts its frame
+    statuses. The face models load once per worker."""
+
+    name = "preprocessing"
+
+    def __init__(self, config: PreprocessConfig, store_root: str) -> None:
+        self.config, self.store_root = config, store_root
+
+    def setup(self) -> None:
+        from dftoolkit.faces import DetectionCascade, get_backend
+
+        cv2.setNumThreads(1)
+        self.store = FaceStore(self.store_root)
+        backend = get_backend(self.config.backend, **dict(self.config.backend_options))
+        self.cascade = DetectionCascade(backend)
+
+    def run(self, job: PreprocessJob) -> Counter:
+        mask = Path(job.mask_path) if job.mask_path else None
+        result = process_video(job.record, Path(job.path), mask, self.config, self.cascade, self.store)
+        self.store.commit(result, image_format=self.config.image_format)
+        return Counter(result.status)
+
+    def gpus(self) -> float:
+        return 1.0 if self.config.backend in GPU_BACKENDS else 0.0
+
+    def __getstate__(self) -> dict[str, Any]:  # workers get the settings, never loaded models
+        return {"config": self.config, "store_root": self.store_root}
 
 
-def _phases(manifest: Manifest, store: FaceStore) -> tuple[list[VideoRecord], list[VideoRecord], int]:
+def _phases(manifest: Manifest, store: FaceStore) -> tuple[list[PreprocessJob], list[PreprocessJob], int]:
     """Videos to do: those whose original is not being processed first, then the fakes that can
     reuse their original's track. Also how many are already done."""
     todo = [r for r in manifest if not store.has(r.dataset, r.video_id)]
     keys = {r.key for r in manifest}
     second = [r for r in todo if r.original_id is not None and (r.dataset, r.original_id) in keys]
     first = [r for r in todo if r not in second]
-    return first, second, len(manifest) - len(todo)
 
+    def job(record: VideoRecord) -> PreprocessJob:
+        mask = manifest.mask_path_of(record)
+        return PreprocessJob(record, str(manifest.path_of(record)), str(mask) if mask else None)
 
-def _paths(manifest: Manifest, record: VideoRecord) -> tuple[str, str | None]:
-    mask = manifest.mask_path_of(record)
-    return str(manifest.path_of(record)), (str(mask) if mask else None)
+    return [job(r) for r in first], [job(r) for r in second], len(manifest) - len(todo)
 
 
 @locks_output("out", "preprocess")
@@ -407,71 +401,51 @@ def preprocess(
     One run at a time per store: it holds ``out``'s lock (:func:`~dftoolkit.locks.output_lock`;
     :class:`~dftoolkit.locks.FolderLockedError` when another run has it). Videos already committed
     are skipped, partial ones (a killed run) redone. ``workers`` processes (default: one per core)
-    each hold one face model. A video that fails unexpectedly is reported in
+    each hold one face model; ``engine`` is a :data:`~dftoolkit.workers.ENGINES` name
+    (:func:`~dftoolkit.workers.run_stage`). A video that fails unexpectedly is reported in
     ``out/runs/<time>.json`` and left for the next run; corrupt and faceless videos are committed
     with their statuses.
     """
     config = config or PreprocessConfig()
-    if engine not in ENGINES:
-        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    check_engine(engine)
     store = FaceStore.create(out, config.to_dict())
+    write_config(store.root, config)
     store.clean_partial()
     store.set_manifest(manifest)
     first, second, skipped = _phases(manifest, store)
     report = RunReport(Path(store.root), skipped=skipped)
     start = time.perf_counter()
-    if engine == "ray":
-        from dftoolkit.preprocess.ray_engine import run_ray
-
-        results = run_ray(manifest, [first, second], config, store.root, workers)
-    else:
-        results = _run_local(manifest, [first, second], config, store.root, workers)
-    for outcome in progress(results, "preprocessing", total=len(first) + len(second), count=_frames_in):
-        name = "/".join(outcome["key"])
-        if "error" in outcome:
-            report.failed[name] = outcome["error"]
+    outcomes = run_stage(
+        PreprocessStage(config, str(store.root)),
+        [first, second],
+        workers=workers,
+        engine=engine,
+        log_path=runs_dir(store.root) / "workers.log",
+    )
+    for outcome in progress(outcomes, "preprocessing", total=len(first) + len(second), count=_frames_in):
+        if outcome.error is not None:
+            report.failed["/".join(outcome.job.record.key)] = outcome.error
             continue
         report.processed += 1
-        report.statuses.update(outcome["statuses"])
-        report.frames += sum(outcome["statuses"].values())
+        report.statuses.update(outcome.result)
+        report.frames += sum(outcome.result.values())
     report.seconds = time.perf_counter() - start
-    _write_report(store, report)
+    write_run(
+        store.root,
+        {
+            "processed": report.processed,
+            "skipped_already_done": report.skipped,
+            "failed": report.failed,
+            "frame_statuses": dict(report.statuses),
+            "frames": report.frames,
+            "seconds": round(report.seconds, 3),
+            "frames_per_second": round(report.frames_per_second, 2),
+            "engine": engine,
+        },
+    )
     return report
 
 
-def _frames_in(outcome: dict[str, Any]) -> int:
+def _frames_in(outcome: Outcome[PreprocessJob, Counter]) -> int:
     """Sampled frames of a finished video (0 for a failed one)."""
-    return sum(outcome.get("statuses", {}).values())
-
-
-def _run_local(manifest, phases, config, store_root, workers) -> Iterator[dict[str, Any]]:
-    jobs = [[(record, *_paths(manifest, record)) for record in phase] for phase in phases]
-    yield from run_phases(
-        _run_one,
-        jobs,
-        workers=workers,
-        initializer=_init_worker,
-        initargs=(config, str(store_root)),
-        log_path=worker_log(store_root),
-    )
-
-
-def worker_log(store_root: str | os.PathLike[str]) -> Path:
-    """Where worker processes' stderr (native library warnings) goes: ``STORE/runs/workers.log``."""
-    path = Path(store_root) / "runs" / "workers.log"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def _write_report(store: FaceStore, report: RunReport) -> None:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    data = {
-        "processed": report.processed,
-        "skipped_already_done": report.skipped,
-        "failed": report.failed,
-        "frame_statuses": dict(report.statuses),
-        "frames": report.frames,
-        "seconds": round(report.seconds, 3),
-        "frames_per_second": round(report.frames_per_second, 2),
-    }
-    atomic_write_text(Path(store.root) / "runs" / f"{stamp}.json", json.dumps(data, indent=1))
+    return sum(outcome.result.values()) if outcome.result is not None else 0

@@ -59,15 +59,23 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from dftoolkit.faces.geometry import centre_crop
 from dftoolkit.fileio import atomic_dir, atomic_write_text
 from dftoolkit.manifest import Manifest
 from dftoolkit.paths import normalise_relpath
-from dftoolkit.preprocess.geometry import centre_crop
 from dftoolkit.records import LABELS, check_name
 from dftoolkit.sheets import contact_sheet, write_png
 from dftoolkit.video.sampling import sample_indices
 
-__all__ = ["GRAY_CROPS", "MOUTH_TEST_SIZE", "SCHEMA_VERSION", "STATUSES", "FaceStore", "VideoFaces"]
+__all__ = [
+    "GRAY_CROPS",
+    "MOUTH_TEST_SIZE",
+    "SCHEMA_VERSION",
+    "STATUSES",
+    "FaceStore",
+    "StoredTrack",
+    "VideoFaces",
+]
 
 SCHEMA_VERSION = 1
 """Version of the store layout written by this module."""
@@ -260,6 +268,37 @@ class VideoFaces:
                 shape = image.shape
             elif image.shape != shape:
                 raise ValueError(f"{where}: frame {index}: {what} has shape {image.shape}, others {shape}")
+
+
+@dataclass(frozen=True)
+class StoredTrack:
+    """The face a FaceStore kept in each sampled frame of one video (N rows, in frame order).
+
+    A frame has a face where its status is ``ok``; every other row is NaN (and ``face_index`` -1).
+
+    Attributes:
+        frame_indices: ``(N,)`` int64 frame positions in the video; -1: a row about the whole video.
+        status: N frame statuses (see :data:`STATUSES`).
+        face_index: ``(N,)`` int64 which detection of the frame was kept; -1 where no face.
+        scores: ``(N,)`` float32 detection scores in [0, 1]; NaN where no face.
+        boxes: ``(N, 4)`` float32 ``x0, y0, x1, y1`` frame pixels; NaN rows where no face.
+        landmarks: ``(N, 68, 2)`` float32 ``x, y`` frame pixels (iBUG order); NaN rows where no face.
+    """
+
+    frame_indices: np.ndarray
+    status: list[str]
+    face_index: np.ndarray
+    scores: np.ndarray
+    boxes: np.ndarray
+    landmarks: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.frame_indices)
+
+    @property
+    def found(self) -> np.ndarray:
+        """``(N,)`` bool: frames with a face."""
+        return np.isfinite(self.boxes).all(axis=1)
 
 
 def _encoding(image_format: str, jpeg_quality: int) -> tuple[str, list[int]]:
@@ -539,6 +578,31 @@ class FaceStore:
         """
         dataset = self._dataset_of(video_id, dataset)
         return pq.read_table(self._video_dir(dataset, video_id) / FRAMES_FILE).to_pandas()
+
+    def track(self, dataset: str, video_id: str) -> StoredTrack:
+        """The kept face of one committed video, frame by frame, from its frame table.
+
+        KeyError naming the video when the store does not hold it.
+        """
+        if not self.has(dataset, video_id):
+            raise KeyError(f"video {dataset}/{video_id} is not in the store {self.root}")
+        table = self.frames_of(dataset, video_id)
+        n = len(table)
+        found = (table["status"] == "ok") & table["box"].notna() & table["landmarks"].notna()
+        rows = np.flatnonzero(found.to_numpy())
+        boxes = np.full((n, 4), np.nan, np.float32)
+        landmarks = np.full((n, 68, 2), np.nan, np.float32)
+        if len(rows):
+            boxes[rows] = np.stack(table["box"].to_numpy()[rows])
+            landmarks[rows] = np.stack(table["landmarks"].to_numpy()[rows]).reshape(-1, 68, 2)
+        return StoredTrack(
+            frame_indices=table["frame_index"].to_numpy(np.int64),
+            status=table["status"].tolist(),
+            face_index=np.where(found, table["face_index"].to_numpy(np.int64), -1),
+            scores=np.where(found, table["score"].to_numpy(np.float32), np.nan).astype(np.float32),
+            boxes=boxes,
+            landmarks=landmarks,
+        )
 
     def _ok_rows(self, video_id: str, crop: str, dataset: str | None) -> pd.DataFrame:
         """The video's ok frames (ValueError if there are none or it has no ``crop`` crops)."""

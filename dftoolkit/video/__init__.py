@@ -3,7 +3,7 @@
 from dftoolkit.video.encoding import EncodingInfo, probe_encoding
 from dftoolkit.video.probe import VideoDecodeError, VideoInfo, probe
 from dftoolkit.video.reader import PartialRead, VideoReader
-from dftoolkit.video.sampling import SAMPLING_POLICIES, sample_indices
+from dftoolkit.video.sampling import SAMPLING_POLICIES, ping_pong, sample_indices
 from dftoolkit.video.writer import FrameDirWriter, VideoWriter
 
 __all__ = [
@@ -15,6 +15,7 @@ __all__ = [
     "VideoInfo",
     "VideoReader",
     "VideoWriter",
+    "ping_pong",
     "probe",
     "probe_encoding",
     "sample_indices",

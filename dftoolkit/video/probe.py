@@ -10,6 +10,8 @@ from pathlib import Path
 import av
 import numpy as np
 
+from dftoolkit.errors import DftoolkitError
+
 __all__ = [
     "PacketIndex",
     "VideoDecodeError",
@@ -21,7 +23,7 @@ __all__ = [
 ]
 
 
-class VideoDecodeError(RuntimeError):
+class VideoDecodeError(DftoolkitError, RuntimeError):
     """A video cannot be opened or decoded; the message names the file."""
 
 

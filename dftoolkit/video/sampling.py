@@ -1,10 +1,10 @@
-"""Which frames of a video to keep: the sampling policies used across the field."""
+"""Which frames of a video to keep: the sampling policies used across the field, and ping-pong playback."""
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["SAMPLING_POLICIES", "sample_indices"]
+__all__ = ["SAMPLING_POLICIES", "ping_pong", "sample_indices"]
 
 SAMPLING_POLICIES = ("even", "stride", "segments", "all")
 
@@ -58,3 +58,16 @@ def sample_indices(
         gen = np.random.default_rng(rng)
         picks = edges[:-1] + gen.random(num) * (edges[1:] - edges[:-1])
     return np.minimum(np.floor(picks), num_frames - 1).astype(np.int64)
+
+
+def ping_pong(t: int | np.ndarray, n: int) -> np.ndarray:
+    """Index into an ``n``-item source at step ``t`` (int or array): forward to the end, then backward,
+    and again: ``0, 1, ..., n-1, n-2, ..., 1, 0, 1, ...`` (always 0 when ``n`` is 1)."""
+    if n < 1:
+        raise ValueError(f"a source needs at least one item, got {n}")
+    t = np.asarray(t)
+    if n == 1:
+        return np.zeros_like(t)
+    period = 2 * (n - 1)
+    phase = t % period
+    return np.where(phase < n, phase, period - phase)

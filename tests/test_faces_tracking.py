@@ -1,17 +1,21 @@
-"""Tracks, the main face and landmark smoothing: exact cases and real dlib detections on sample videos."""
+"""Tracks, the main face, the tracked face among a frame's faces, and landmark smoothing: exact cases
+and real detections on sample videos."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from dftoolkit.preprocess.tracking import (
+from dftoolkit.faces import Faces
+from dftoolkit.faces.tracking import (
     TRACK_POLICIES,
     Track,
     iou,
     link_tracks,
     main_track,
     smooth_landmarks,
+    tracked_face,
+    tracked_landmarks,
 )
 from dftoolkit.video import VideoReader
 
@@ -186,3 +190,74 @@ def test_smoothing_real_landmarks_reduces_jitter_and_keeps_gaps(carphone):
     assert np.nanmean(np.linalg.norm(smooth_landmarks(lm, 5) - lm, axis=-1)) < 1.5
     with pytest.raises(ValueError):
         smooth_landmarks(lm, 0)
+
+
+# -- the largest face and the tracked face of one frame ---------------------------------------------
+
+
+def _faces(*boxes: tuple[float, float, float, float]) -> Faces:
+    """Faces at ``boxes``; face k's landmarks are all k (to tell which one was picked)."""
+    n = len(boxes)
+    landmarks = np.arange(n, dtype=np.float32)[:, None, None] * np.ones((n, 68, 2), np.float32)
+    return Faces(np.array(boxes, np.float32).reshape(-1, 4), np.ones(n, np.float32), landmarks)
+
+
+def test_largest_is_by_area_ties_first():
+    assert Faces.empty().largest() is None
+    assert _faces((0, 0, 10, 10)).largest() == 0
+    # the 30 x 2 box has the longest side, the 12 x 12 box the largest area
+    assert _faces((0, 0, 10, 10), (0, 0, 30, 2), (5, 5, 17, 17)).largest() == 2
+    assert _faces((0, 0, 10, 10), (20, 20, 30, 30), (0, 0, 5, 20)).largest() == 0  # a tie: the first
+
+
+def test_tracked_face_follows_the_reference_box():
+    faces = _faces((0, 0, 100, 100), (200, 0, 240, 40), (300, 0, 340, 40))
+    assert tracked_face(faces, np.array([202, 2, 242, 42])) == 1  # the small face, not the largest
+    assert tracked_face(faces, np.array([298, 0, 338, 40])) == 2
+    # an IoU of at least 0.3 is needed (40 / 130 = 0.31 is, 40 / 140 = 0.29 is not): else the tracked
+    # face is not among them
+    assert tracked_face(faces, np.array([200, 0, 240, 130])) == 1
+    assert tracked_face(faces, np.array([200, 0, 240, 140])) is None
+    assert tracked_face(faces, np.array([200, 0, 240, 140]), min_iou=0.25) == 1
+    assert tracked_face(faces, np.array([500, 500, 540, 540])) is None
+    assert tracked_face(Faces.empty(), np.array([0, 0, 10, 10])) is None
+    # no reference (None or NaN): the largest face
+    assert tracked_face(faces) == 0 and tracked_face(faces, np.full(4, np.nan)) == 0
+    assert tracked_face(Faces.empty()) is None
+    # overlapping faces: the best overlap wins, ties the first
+    both = _faces((0, 0, 40, 40), (20, 0, 60, 40))
+    assert tracked_face(both, np.array([18, 0, 58, 40])) == 1
+    assert tracked_face(both, np.array([10, 0, 50, 40])) == 0
+
+
+class _ScriptedCascade:
+    """A cascade whose ``detect`` returns the next scripted Faces and records its ``previous`` box."""
+
+    def __init__(self, script: list[Faces]) -> None:
+        self.script = iter(script)
+        self.previous: list[np.ndarray | None] = []
+
+    def detect(self, image: np.ndarray, previous: np.ndarray | None = None) -> Faces:
+        self.previous.append(previous)
+        return next(self.script)
+
+
+def test_tracked_landmarks_picks_per_frame_and_seeds_the_search():
+    two = _faces((0, 0, 100, 100), (200, 0, 240, 40))
+    frames = [np.full((8, 8, 3), t, np.uint8) for t in range(4)]
+    boxes = np.array([[200, 0, 240, 40], [np.nan] * 4, [600, 600, 640, 640], [0, 0, 100, 100]])
+    cascade = _ScriptedCascade([two, two, two, Faces.empty()])
+    got = list(tracked_landmarks(frames, cascade, boxes))
+    assert [image[0, 0, 0] for image, _ in got] == [0, 1, 2, 3]
+    assert [None if lm is None else int(lm[0, 0]) for _, lm in got] == [1, 0, None, None]
+    np.testing.assert_array_equal(cascade.previous[0], boxes[0])  # searched around the reference first
+    assert np.isnan(cascade.previous[1]).all()
+
+    cascade = _ScriptedCascade([two, Faces.empty()])
+    picked = [None if lm is None else int(lm[0, 0]) for _, lm in tracked_landmarks(frames[:2], cascade)]
+    assert picked == [0, None] and cascade.previous == [None, None]  # no boxes: the largest face
+
+    with pytest.raises(ValueError, match="2 reference boxes for more frames"):
+        list(tracked_landmarks(frames, _ScriptedCascade([two] * 4), boxes[:2]))
+    with pytest.raises(ValueError, match="4 reference boxes for 3 frames"):
+        list(tracked_landmarks(frames[:3], _ScriptedCascade([two] * 3), boxes))

@@ -2,17 +2,42 @@
 
 Frames here are the sampled frames of one video, in order (``boxes_per_frame[t]`` holds the
 detections of the t-th sampled frame); boxes are ``(K, 4)`` ``x0, y0, x1, y1`` pixels.
+:func:`face_track` runs it all over every frame of a video; :func:`tracked_face` finds a face
+tracked earlier (a FaceStore's box) among one frame's detections.
 """
 
 from __future__ import annotations
 
+import itertools
+import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-__all__ = ["TRACK_POLICIES", "Track", "iou", "link_tracks", "main_track", "smooth_landmarks"]
+from dftoolkit.faces.base import Faces
+from dftoolkit.video import VideoReader
+
+if TYPE_CHECKING:
+    from dftoolkit.faces.cascade import DetectionCascade
+
+__all__ = [
+    "TRACKED_MIN_IOU",
+    "TRACK_POLICIES",
+    "FaceTrack",
+    "Track",
+    "face_track",
+    "iou",
+    "link_tracks",
+    "main_track",
+    "smooth_landmarks",
+    "tracked_face",
+    "tracked_landmarks",
+]
 
 TRACK_POLICIES = ("persistent", "largest")
+TRACKED_MIN_IOU = 0.3  # smallest IoU with the reference box at which a detection is the tracked face
 
 
 @dataclass
@@ -182,3 +207,106 @@ def smooth_landmarks(lm68: np.ndarray, window: int) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         smoothed = (sums[hi] - sums[lo]) / n[:, None, None]
     return np.where(valid[:, None, None], smoothed, np.nan).astype(np.float32)
+
+
+def tracked_face(
+    faces: Faces, reference: np.ndarray | None = None, min_iou: float = TRACKED_MIN_IOU
+) -> int | None:
+    """Which of one frame's faces is the tracked one: an index into ``faces``, or None.
+
+    With a finite ``reference`` (``(4,)`` box ``x0, y0, x1, y1`` of the tracked face in this frame,
+    e.g. a FaceStore's :meth:`~dftoolkit.preprocess.store.FaceStore.track`), the face overlapping
+    it most (ties: the first), None when no face reaches an IoU of ``min_iou``: the tracked face is
+    not among them, and another person must not be scored in its place. Without a reference (None
+    or NaN), the largest face (:meth:`~dftoolkit.faces.base.Faces.largest`).
+    """
+    if reference is None or not np.isfinite(reference).all():
+        return faces.largest()
+    if not len(faces):
+        return None
+    overlap = np.nan_to_num(iou(reference, faces.boxes)[0], nan=0.0)
+    best = int(np.argmax(overlap))
+    return best if overlap[best] >= min_iou else None
+
+
+def tracked_landmarks(
+    frames: Iterable[np.ndarray], cascade: DetectionCascade, boxes: np.ndarray | None = None
+) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+    """Per frame, in order: the frame and the ``(68, 2)`` float32 landmarks of its tracked face, or None.
+
+    Each ``(H, W, 3)`` uint8 RGB frame is searched by ``cascade`` (around its reference box first,
+    when it has one) and the face picked by :func:`tracked_face`.
+
+    Args:
+        frames: the frames, streamed.
+        cascade: a :class:`~dftoolkit.faces.cascade.DetectionCascade`.
+        boxes: ``(N, 4)`` reference box per frame (NaN rows: none, the largest face is taken), e.g.
+            a FaceStore track's; None: the largest face in every frame.
+
+    Raises:
+        ValueError: ``boxes`` has a row count other than the number of frames.
+    """
+    references = None if boxes is None else np.asarray(boxes, np.float64).reshape(-1, 4)
+    n = 0
+    for n, image in enumerate(frames, 1):
+        if references is not None and n > len(references):
+            raise ValueError(f"{len(references)} reference boxes for more frames")
+        reference = None if references is None else references[n - 1]
+        faces = cascade.detect(image, reference)
+        k = tracked_face(faces, reference)
+        yield image, (None if k is None or faces.landmarks is None else faces.landmarks[k])
+    if references is not None and n != len(references):
+        raise ValueError(f"{len(references)} reference boxes for {n} frames")
+
+
+@dataclass(frozen=True)
+class FaceTrack:
+    """The main face of a video, frame by frame (every frame, not a sample).
+
+    Attributes:
+        landmarks: ``(T, 68, 2)`` float32 pixels, temporally smoothed; NaN rows where no face.
+        height, width: frame size in pixels.
+        fps: frames per second of the video.
+    """
+
+    landmarks: np.ndarray
+    height: int
+    width: int
+    fps: float
+
+    def __len__(self) -> int:
+        return len(self.landmarks)
+
+    @property
+    def found(self) -> np.ndarray:
+        """``(T,)`` bool: frames where the face was found."""
+        return ~np.isnan(self.landmarks).any(axis=(1, 2))
+
+
+def face_track(
+    path: str | os.PathLike[str],
+    cascade: DetectionCascade,
+    smooth: int = 5,
+    policy: str = "persistent",
+    frames: int | None = None,
+) -> FaceTrack:
+    """The main face's landmarks in every frame of a video (or in its first ``frames`` frames).
+
+    Faces are found frame by frame by the cascade (each frame seeded with the previous face),
+    linked into tracks (:func:`link_tracks`), the main track kept (:func:`main_track` by
+    ``policy``) and its landmarks smoothed over ``smooth`` frames (:func:`smooth_landmarks`; 1
+    keeps them raw). Frames are decoded one at a time.
+
+    Raises:
+        VideoDecodeError: the video (or one of its frames) cannot be decoded.
+    """
+    reader = VideoReader(path)
+    faces = cascade.detect_video(itertools.islice(iter(reader), frames))
+    n = len(faces)
+    landmarks = np.full((n, 68, 2), np.nan, np.float32)
+    track = main_track(link_tracks([f.boxes for f in faces]), n, policy=policy)
+    if track is not None:
+        for frame, k in zip(track.frames, track.face_indices, strict=True):
+            landmarks[frame] = faces[frame].landmarks[k]
+    height, width = reader.shape[:2]
+    return FaceTrack(smooth_landmarks(landmarks, smooth), height, width, reader.fps)

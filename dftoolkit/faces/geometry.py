@@ -1,4 +1,6 @@
-"""Face crops as affine warps: one ``(N, 2, 3)`` matrix per frame moves frames, masks and landmarks alike.
+"""Face geometry: crops as affine warps, alignment to the mean face, boxes and distances of landmarks.
+
+One ``(N, 2, 3)`` matrix per frame moves frames, masks and landmarks alike.
 
 A matrix maps source pixel coordinates to crop pixel coordinates (OpenCV's ``warpAffine`` convention:
 pixel centres at integers, so pixel ``i`` spans ``[i - 0.5, i + 0.5]``); landmarks use the same
@@ -27,15 +29,19 @@ __all__ = [
     "MEAN_FACE_68",
     "MOUTH_FRAME",
     "MOUTH_STABLE_POINTS",
+    "STABLE_POINTS",
     "TEMPLATE_5",
     "aligned_matrix",
     "aligned_template",
     "box_matrix",
     "centre_crop",
     "crop_matrix",
+    "face_frames",
     "ffhq_matrix",
     "five_points",
     "hull_mask",
+    "inter_ocular_distance",
+    "landmark_boxes",
     "mean_face",
     "mouth_matrix",
     "similarity",
@@ -61,8 +67,11 @@ CVPR 2019): the eye on the image's left, the other eye, nose tip, left and right
 
 ALIGNED_MARGIN = 0.15  # aligned_template's default, as DeepfakeBench's img_align_crop(scale=1.3)
 
-MOUTH_STABLE_POINTS = (33, 36, 39, 42, 45)  # LipForensics' STABLE_POINTS: nose base, eye corners
+MOUTH_STABLE_POINTS = (33, 36, 39, 42, 45)  # LipForensics' stable points: nose base, eye corners
 MOUTH_FRAME = 256  # LipForensics warps to the mean face in a 256x256 frame, then cuts the mouth
+
+STABLE_POINTS = (27, 28, 29, 30, 31, 33, 35, 36, 39, 42, 45)
+"""iBUG points that expression barely moves: the nose (bridge, tip, base) and the eye corners."""
 
 # fmt: off
 MEAN_FACE_68 = np.array([
@@ -86,7 +95,7 @@ authors' crops exactly). Made by :func:`mean_face` from dlib's 68 landmarks (HOG
 once, its highest-scoring face) on the real sample media, one mean per source: carphone_pristine and
 jesper_webcam (every 4th frame), astronaut, jesper, jesper_2, anne_helene, opencv_portrait_1 and
 opencv_portrait_2; so it lies in the ``aligned`` frame of :func:`aligned_template` (256 px, default
-margin), mirror-symmetrised and rounded to 0.1 px. ``tests/test_preprocess_geometry.py`` re-derives it."""
+margin), mirror-symmetrised and rounded to 0.1 px. ``tests/test_faces_geometry.py`` re-derives it."""
 
 
 def five_points(lm68: np.ndarray) -> np.ndarray:
@@ -104,6 +113,19 @@ def five_points(lm68: np.ndarray) -> np.ndarray:
         ],
         axis=-2,
     )
+
+
+def landmark_boxes(landmarks: np.ndarray) -> np.ndarray:
+    """``(N, 68, 2)`` landmarks -> ``(N, 4)`` float32 boxes ``x0, y0, x1, y1`` (NaN rows stay NaN)."""
+    lm = np.asarray(landmarks, np.float32)
+    return np.concatenate([lm.min(axis=1), lm.max(axis=1)], axis=1)
+
+
+def inter_ocular_distance(landmarks: np.ndarray) -> np.ndarray:
+    """``(..., 68, 2)`` landmarks -> ``(...)`` float64 distance between the two eye centres (means of
+    points 36-41 and 42-47), in the landmarks' units; NaN stays NaN."""
+    lm = np.asarray(landmarks, np.float64)
+    return np.linalg.norm(lm[..., 36:42, :].mean(-2) - lm[..., 42:48, :].mean(-2), axis=-1)
 
 
 def aligned_template(size: int = 256, margin: float = ALIGNED_MARGIN) -> np.ndarray:
@@ -154,6 +176,14 @@ def transform_points(points: np.ndarray, matrices: np.ndarray) -> np.ndarray:
     m = np.asarray(matrices, np.float64)
     out = p @ np.swapaxes(m[..., :2], -1, -2) + m[..., None, :, 2]
     return out.astype(np.float32)
+
+
+def face_frames(landmarks: np.ndarray) -> np.ndarray:
+    """``(N, 68, 2)`` landmarks -> ``(N, 2, 3)`` float64 similarities taking their :data:`STABLE_POINTS`
+    onto :data:`MEAN_FACE_68`'s (pixels -> mean-face units): the face frame in which expressions of
+    different people and head poses compare; NaN for a frame with NaN landmarks."""
+    lm = np.asarray(landmarks, np.float64)
+    return similarity(lm[:, STABLE_POINTS], MEAN_FACE_68[list(STABLE_POINTS)])
 
 
 def _quad_matrix(quad: np.ndarray, size: int) -> np.ndarray:
@@ -235,7 +265,7 @@ def mouth_matrix(lm68: np.ndarray, size: int = 96, mean_face: np.ndarray | None 
     it would leave it (the authors' ``cut_patch``; they raise where it leaves by more than 5 px). The
     authors smooth the landmarks over the next 12 frames for the similarity but centre the crop on the
     raw mouth; here ``lm68`` (smoothed by the caller, see
-    :func:`dftoolkit.preprocess.tracking.smooth_landmarks`) serves both, which steadies the crop.
+    :func:`dftoolkit.faces.tracking.smooth_landmarks`) serves both, which steadies the crop.
     Greyscale conversion and the 88x88 centre crop happen at load time.
 
     Args:

@@ -1,4 +1,5 @@
-"""Crop geometry on real faces: dlib's 68 landmarks on the carphone clip and the sample stills."""
+"""Face geometry (crops, alignment, boxes and distances of landmarks) on real faces: dlib's 68 landmarks
+on the carphone clip and the sample stills."""
 
 from __future__ import annotations
 
@@ -7,27 +8,31 @@ import numpy as np
 import pytest
 from skimage.transform import SimilarityTransform
 
-from dftoolkit.preprocess.geometry import (
+from dftoolkit.faces.geometry import (
     CROP_KINDS,
     DEFAULT_SIZES,
     MEAN_FACE_68,
     MOUTH_STABLE_POINTS,
+    STABLE_POINTS,
     TEMPLATE_5,
     aligned_matrix,
     aligned_template,
     box_matrix,
     centre_crop,
     crop_matrix,
+    face_frames,
     ffhq_matrix,
     five_points,
     hull_mask,
+    inter_ocular_distance,
+    landmark_boxes,
     mean_face,
     mouth_matrix,
     similarity,
     transform_points,
     warp,
 )
-from dftoolkit.preprocess.tracking import smooth_landmarks
+from dftoolkit.faces.tracking import smooth_landmarks
 from dftoolkit.video import VideoReader
 
 
@@ -67,6 +72,32 @@ def test_five_points_take_the_documented_landmarks():
     np.testing.assert_allclose(five[0], lm[0, 36:42].mean(0))
     np.testing.assert_allclose(five[1], lm[0, 42:48].mean(0))
     np.testing.assert_array_equal(five[2:], lm[0, [30, 48, 54]])
+
+
+def test_landmark_boxes_and_inter_ocular_distance():
+    lm = np.stack([MEAN_FACE_68, np.full((68, 2), np.nan, np.float32)])
+    boxes = landmark_boxes(lm)
+    assert boxes.dtype == np.float32 and np.isnan(boxes[1]).all()
+    np.testing.assert_array_equal(boxes[0], [*MEAN_FACE_68.min(0), *MEAN_FACE_68.max(0)])
+    iod = inter_ocular_distance(lm)
+    assert iod.shape == (2,) and np.isnan(iod[1])
+    assert iod[0] == pytest.approx(np.linalg.norm(MEAN_FACE_68[36:42].mean(0) - MEAN_FACE_68[42:48].mean(0)))
+    assert inter_ocular_distance(2 * MEAN_FACE_68 + 7) == pytest.approx(2 * iod[0])
+
+
+def test_face_frames_undo_pose_whatever_the_expression():
+    """A face turned, scaled and moved, with an open mouth, maps back onto the mean face's stable
+    points exactly: expression does not move them."""
+    face = MEAN_FACE_68.astype(np.float64).copy()
+    face[48:68, 1] += np.linspace(0, 12, 20)  # the mouth opens
+    angle, scale, shift = np.radians(20), 1.7, np.array([40.0, -15.0])
+    rotation = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    posed = face @ rotation.T + shift
+    back = transform_points(posed[None], face_frames(posed[None]))[0]
+    stable = list(STABLE_POINTS)
+    np.testing.assert_allclose(back[stable], MEAN_FACE_68[stable], atol=1e-3)
+    np.testing.assert_allclose(back[48:68], face[48:68], atol=1e-3)
+    assert np.isnan(face_frames(np.full((1, 68, 2), np.nan))).all()
 
 
 def test_similarity_recovers_known_transforms_exactly(carphone):

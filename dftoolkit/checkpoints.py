@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import pickle
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -78,13 +78,19 @@ def _listed(count_and_kind: str, items: list[str]) -> str:
     return f"{count_and_kind}: {', '.join(items[:_LISTED])}{more}"
 
 
+def _strip(name: str, prefixes: Sequence[str]) -> str:
+    """``name`` without the first of ``prefixes`` it starts with."""
+    return next((name.removeprefix(p) for p in prefixes if name.startswith(p)), name)
+
+
 def fit_state_dict(
     module: nn.Module,
     state: Any,
     *,
     where: str,
-    strip_prefix: str | None = "module.",
+    strip_prefix: str | Sequence[str] | None = "module.",
     optional: tuple[str, ...] = ("num_batches_tracked",),
+    dropped: tuple[str, ...] = (),
     hint: str = "",
 ) -> None:
     """Load ``state`` into ``module`` after checking that its names and shapes are the module's.
@@ -94,9 +100,12 @@ def fit_state_dict(
         state: a mapping of names to tensors (e.g. what :func:`load_weights` returned).
         where: what is loaded, for messages (e.g. ``"ckpt.pth: kp_detector"``).
         strip_prefix: removed from the start of every name that has it (``"module."``: what
-            ``DataParallel`` adds); None keeps names as they are.
+            ``DataParallel`` adds); several: the first (longest) that a name starts with, e.g.
+            ``("module.base_model.", "module.")``; None keeps names as they are.
         optional: suffixes of the module's names that ``state`` may lack (the module's own values
             are kept), e.g. the batch-norm counter that old PyTorch did not save.
+        dropped: prefixes of ``state``'s names (after stripping) that are left out on purpose, e.g.
+            a pre-training head the architecture does not have; only documented heads belong here.
         hint: appended to a mismatch message (e.g. the format the file should have).
 
     Raises:
@@ -108,8 +117,9 @@ def fit_state_dict(
     ):
         found = type(state).__name__
         raise CheckpointError(f"{where}: expected a state dict (names -> tensors), got {found}")
-    if strip_prefix:
-        state = {k.removeprefix(strip_prefix): v for k, v in state.items()}
+    prefixes = sorted([strip_prefix] if isinstance(strip_prefix, str) else strip_prefix or (), key=len)[::-1]
+    state = {_strip(k, prefixes): v for k, v in state.items()}
+    state = {k: v for k, v in state.items() if not k.startswith(dropped)}
     own = module.state_dict()
     missing = [k for k in own if k not in state and not k.endswith(optional)]
     unexpected = [k for k in state if k not in own]

@@ -60,6 +60,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from dftoolkit.bootstrap import percentile_interval, resample_counts
 from dftoolkit.fileio import atomic_path, atomic_write_text
 from dftoolkit.manifest import Manifest
 from dftoolkit.progress import progress
@@ -535,17 +536,11 @@ def _bootstrap(
     concordant: np.ndarray, pairs: np.ndarray, draws: int, seed: int
 ) -> tuple[float, float] | None:
     """2.5 and 97.5 percentiles of the pair AUC over ``draws`` resamplings of the groups."""
-    n = len(pairs)
-    rng = np.random.default_rng(seed)
-    weights = np.zeros((draws, n))
-    np.add.at(weights, (np.arange(draws)[:, None], rng.integers(0, n, (draws, n))), 1)
+    weights = resample_counts(np.random.default_rng(seed), len(pairs), draws)
     numerator = ((weights @ concordant) * weights).sum(axis=1)
     denominator = ((weights @ pairs) * weights).sum(axis=1)
     ok = denominator > 0
-    if not ok.any():
-        return None
-    low, high = np.percentile(numerator[ok] / denominator[ok], [2.5, 97.5])
-    return float(low), float(high)
+    return percentile_interval(np.divide(numerator, denominator, out=np.full(draws, np.nan), where=ok))
 
 
 def _row(

@@ -148,3 +148,22 @@ def test_fit_state_dict_lists_what_differs_and_loads_nothing():
 def test_fit_state_dict_needs_names_to_tensors(state):
     with pytest.raises(CheckpointError, match="expected a state dict"):
         fit_state_dict(_net(), state, where="ckpt")
+
+
+def test_fit_state_dict_strips_the_longest_of_several_prefixes_and_drops_documented_heads():
+    """The authors' files carry ``module.`` (DataParallel) or ``module.base_model.`` / ``module.model.``
+    (their wrappers); a lip-reading head absent from the forgery model is dropped only when named."""
+    net = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))
+    reference = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))
+    wrapped = {f"module.base_model.{k}": v for k, v in reference.state_dict().items()}
+    wrapped["module.base_model.head.weight"] = torch.zeros(500, 2)
+    with pytest.raises(CheckpointError, match=r"1 unexpected: head\.weight"):
+        fit_state_dict(net, wrapped, where="ckpt", strip_prefix=("module.", "module.base_model."))
+    fit_state_dict(
+        net, wrapped, where="ckpt", strip_prefix=("module.", "module.base_model."), dropped=("head.",)
+    )
+    loaded, expected = net.state_dict(), reference.state_dict()
+    assert all(torch.equal(loaded[k], expected[k]) for k in expected)
+    plain = {f"module.{k}": v + 1 for k, v in reference.state_dict().items() if v.is_floating_point()}
+    fit_state_dict(net, plain, where="ckpt", strip_prefix=("module.", "module.base_model."))
+    assert torch.equal(net[0].weight, reference[0].weight + 1)

@@ -7,6 +7,7 @@ from functools import partial
 import pytest
 
 from dftoolkit.corpora import describe_corpora, get_corpus, list_corpora
+from dftoolkit.detectors import build_detector, describe_detectors, list_detectors
 from dftoolkit.faces import describe_backends, get_backend, list_backends
 from dftoolkit.generators.base import (
     describe_blends,
@@ -35,6 +36,7 @@ REGISTRIES = {
     "flow backends": (list_flow_backends, describe_flow_backends, get_flow_backend),
     "backbones": (list_backbones, describe_backbones, get_backbone),
     "audit features": (list_audit_features, describe_audit_features, get_audit_feature),
+    "detectors": (list_detectors, describe_detectors, build_detector),
 }
 
 
@@ -85,3 +87,9 @@ def test_every_generator_method_has_its_kind_in_the_core_table():
     assert METHODS.names()
     for name in METHODS.names():
         assert method_kind(f"{name}+feather") == METHODS.get(name).kind, name
+
+
+def test_every_detector_builds_small_with_a_valid_spec():
+    for name in list_detectors():
+        model = build_detector(name, "small")
+        assert model.name == name and model.spec.frames >= 1, name

@@ -75,6 +75,7 @@ __all__ = [
     "FaceStore",
     "StoredTrack",
     "VideoFaces",
+    "read_image",
 ]
 
 SCHEMA_VERSION = 1
@@ -323,7 +324,7 @@ def _write_image(path: Path, image: np.ndarray, params: list[int]) -> None:
     path.write_bytes(data.tobytes())
 
 
-def _read_image(path: Path, gray: bool) -> np.ndarray:
+def read_image(path: Path, gray: bool) -> np.ndarray:
     """``(H, W)`` grey or ``(H, W, 3)`` RGB uint8 from an image file (non-ASCII paths too)."""
     image = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR)
     if image is None:
@@ -622,7 +623,7 @@ class FaceStore:
         missing = rows.frame_index[rows[column].isna()].tolist()
         if missing:
             raise ValueError(f"video {rows.video_id.iloc[0]}: no {column} for frame(s) {missing[:10]}")
-        images = np.stack([_read_image(self.path(p), gray) for p in rows[column]])
+        images = np.stack([read_image(self.path(p), gray) for p in rows[column]])
         if crop == "mouth":
             images = centre_crop(images, MOUTH_TEST_SIZE)
         return np.ascontiguousarray(images[:, None] if gray else images.transpose(0, 3, 1, 2))
@@ -718,11 +719,11 @@ class FaceStore:
             picked = ok.iloc[sample_indices(len(ok), max_frames, "even")].to_dict("records")
             drawn, overlaid = [], []
             for row in picked:
-                image = _read_image(self.path(row[f"crop_path_{kind}"]), kind in GRAY_CROPS)
+                image = read_image(self.path(row[f"crop_path_{kind}"]), kind in GRAY_CROPS)
                 image = np.repeat(image[:, :, None], 3, axis=2) if image.ndim == 2 else image
                 drawn.append(_draw_landmarks(image, row["landmarks"], row[f"matrix_{kind}"]))
                 if pd.notna(row[f"mask_path_{kind}"]):
-                    overlaid.append(_overlay(image, _read_image(self.path(row[f"mask_path_{kind}"]), True)))
+                    overlaid.append(_overlay(image, read_image(self.path(row[f"mask_path_{kind}"]), True)))
             first, last = picked[0]["frame_index"], picked[-1]["frame_index"]
             rows.append((f"{kind} f{first}-{last}", drawn))
             if overlaid:

@@ -1,0 +1,227 @@
+"""The detector interface, its input spec and the registry of the reference detectors.
+
+Every detector is an :class:`~torch.nn.Module` whose ``forward`` takes the authors' input (already
+normalised, in their layout) and returns the authors' output, so an official checkpoint gives the
+authors' numbers. Around it, the harness needs three things each detector declares:
+
+- :attr:`Detector.spec` (:class:`InputSpec`): which crops, at what scale and size, how many frames
+  sampled how, the normalisation, and how frame or clip scores become a video score;
+- :meth:`Detector.fake_logit`: the output as one logit per clip, ``(N,)``, positive = fake;
+- :meth:`Detector.losses`: the training losses of a batch, by name (default: binary cross-entropy
+  on :meth:`fake_logit`).
+
+A detector module registers a builder, ``build(config, **options) -> Detector`` with ``config``
+``"full"`` (the published architecture) or ``"small"`` (a few channels and frames, for tests and
+the demo on a CPU), and optionally a loader of the authors' released checkpoint files.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypedDict
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from dftoolkit.registry import Registry
+
+__all__ = [
+    "CONFIGS",
+    "DETECTORS",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "LAYOUTS",
+    "SAMPLINGS",
+    "VIDEO_SCORES",
+    "ClipItem",
+    "Detector",
+    "DetectorEntry",
+    "InputSpec",
+    "build_detector",
+    "count_parameters",
+    "describe_detectors",
+    "list_detectors",
+    "load_official_checkpoint",
+    "on_meta",
+    "register_detector",
+]
+
+CONFIGS = ("full", "small")
+SAMPLINGS = ("segments", "consecutive", "frame")
+"""``segments``: T frames, one from each of T equal segments of the video (random within its
+segment in training, the middle at test); ``consecutive``: T consecutive frames; ``frame``: one
+frame at a time (an image detector)."""
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+LAYOUTS = ("NCHW", "NCTHW", "N(TC)HW")
+"""Batch layouts: images; clips for 3-D convs; frames stacked on channels (index ``3t + c``)."""
+VIDEO_SCORES = ("mean_probability", "mean_logit")
+"""How clip (or frame) scores of a video combine: the mean of ``sigmoid(logit)``, or the mean logit."""
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What a detector eats: the crops and how a clip is made from a FaceStore.
+
+    Attributes:
+        crop: FaceStore crop kind (``face``, ``aligned``, ``ffhq``, ``mouth``).
+        scale: enlargement of the face box at test (``face`` crops), e.g. 1.3.
+        train_scale: ``(low, high)`` random enlargement in training, or None (``scale`` always).
+        size: side of the model's input in pixels (after any crop from a larger stored one).
+        frames: T, frames per training clip (1 for an image detector).
+        sampling: one of :data:`SAMPLINGS`.
+        channels: 3 (RGB) or 1 (grey).
+        mean: per-channel mean subtracted from values in [0, 1].
+        std: per-channel standard deviation divided by.
+        layout: one of :data:`LAYOUTS`.
+        video_score: one of :data:`VIDEO_SCORES`.
+        test_frames: frames per test clip when it differs from ``frames`` (STIL tests 16 frames as
+            two groups of 8); None: ``frames``.
+    """
+
+    crop: str
+    scale: float
+    train_scale: tuple[float, float] | None
+    size: int
+    frames: int
+    sampling: str
+    channels: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    layout: str
+    video_score: str
+    test_frames: int | None = None
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.sampling in SAMPLINGS, f"sampling must be one of {SAMPLINGS}, got {self.sampling!r}"),
+            (
+                self.video_score in VIDEO_SCORES,
+                f"video_score must be one of {VIDEO_SCORES}, got {self.video_score!r}",
+            ),
+            (self.channels in (1, 3), f"channels must be 1 or 3, got {self.channels}"),
+            (
+                len(self.mean) == len(self.std) == self.channels,
+                f"mean and std need {self.channels} value(s), got {len(self.mean)} and {len(self.std)}",
+            ),
+            (self.layout in LAYOUTS, f"layout must be one of {LAYOUTS}, got {self.layout!r}"),
+            (
+                min(self.frames, self.size) >= 1,
+                f"frames and size must be >= 1, got {self.frames} and {self.size}",
+            ),
+            (
+                self.test_frames is None or self.test_frames >= 1,
+                f"test_frames must be >= 1 or None, got {self.test_frames}",
+            ),
+        ]
+        problems = [message for ok, message in checks if not ok]
+        if problems:
+            raise ValueError(f"bad input spec: {'; '.join(problems)}")
+
+
+class ClipItem(TypedDict):
+    """One item of the detectors' datasets (a clip, or a frame for an image detector); a DataLoader
+    batch holds the same keys, tensors stacked and strings in lists.
+
+    Keys:
+        clip: float32, normalised by the spec's mean/std, in the spec's layout without the batch
+            dimension: ``(C, T, H, W)`` (``NCTHW``), ``(T*C, H, W)`` (``N(TC)HW``) or ``(C, H, W)``.
+        label: int64 scalar, the video's label (1 = fake).
+        frame_labels: ``(T,)`` float32 per-frame "manipulated" label (1, 0, or NaN when unknown).
+        frames: ``(T,)`` int64 frame indices of the video the clip was cut from.
+        dataset, video_id, method: the video's record fields (method ``"-"`` when none).
+    """
+
+    clip: Tensor
+    label: Tensor
+    frame_labels: Tensor
+    frames: Tensor
+    dataset: str
+    video_id: str
+    method: str
+
+
+class Detector(nn.Module, ABC):
+    """A reference detector: the authors' ``forward`` plus what the harness needs (see the module)."""
+
+    #: the registry name
+    name: ClassVar[str]
+    #: what the model eats (set per instance: a small config may use fewer frames)
+    spec: InputSpec
+
+    @abstractmethod
+    def fake_logit(self, output: Any) -> Tensor:
+        """``(N,)`` logit of "fake" per clip from what ``forward`` returned; ``sigmoid`` of it is the
+        probability of fake (for a 2-class softmax output: the logit difference, fake minus real)."""
+
+    def losses(self, output: Any, labels: Tensor, batch: dict[str, Any] | None = None) -> dict[str, Tensor]:
+        """Training losses by name (their sum is minimised): binary cross-entropy of :meth:`fake_logit`
+        against ``labels`` (``(N,)``, 1 = fake). ``batch`` holds whatever else the data gave (masks...)."""
+        return {"bce": F.binary_cross_entropy_with_logits(self.fake_logit(output), labels.float())}
+
+
+@dataclass(frozen=True)
+class DetectorEntry:
+    """A registered detector: its builder and, when the authors released weights, their loader."""
+
+    build: Callable[..., Detector]
+    load_official: Callable[..., Detector] | None = None
+
+
+DETECTORS: Registry[DetectorEntry] = Registry("detector")
+
+
+def register_detector(
+    name: str, description: str, load_official: Callable[..., Detector] | None = None
+) -> Callable[[Callable[..., Detector]], Callable[..., Detector]]:
+    """Decorator of a builder ``build(config="full", **options) -> Detector``: register it as ``name``.
+
+    ``load_official(path, **variant) -> Detector`` reads the authors' released checkpoint files.
+    """
+
+    def add(build: Callable[..., Detector]) -> Callable[..., Detector]:
+        DETECTORS.register(name, description)(DetectorEntry(build, load_official))
+        return build
+
+    return add
+
+
+def list_detectors() -> list[str]:
+    """The registered detector names, sorted."""
+    return DETECTORS.names()
+
+
+def describe_detectors() -> dict[str, str]:
+    """Detector name -> one-line description."""
+    return DETECTORS.describe()
+
+
+def build_detector(name: str, config: str = "full", **options: Any) -> Detector:
+    """A new, randomly initialised detector ``name`` in ``config`` (:data:`CONFIGS`) with ``options``."""
+    if config not in CONFIGS:
+        raise ValueError(f"config must be one of {CONFIGS}, got {config!r}")
+    return DETECTORS.get(name).build(config, **options)
+
+
+def load_official_checkpoint(name: str, path: str, **variant: Any) -> Detector:
+    """Detector ``name`` with the weights of the authors' released file at ``path``, loaded strictly
+    (:func:`~dftoolkit.checkpoints.fit_state_dict`); ``variant`` picks the authors' architecture
+    variant where there are several (e.g. ``backbone="scnet50_v1d"``)."""
+    loader = DETECTORS.get(name).load_official
+    if loader is None:
+        raise ValueError(f"the authors of {name!r} released no checkpoint this toolkit reads")
+    return loader(path, **variant)
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of parameters (works on the ``meta`` device: nothing is allocated)."""
+    return sum(p.numel() for p in module.parameters())
+
+
+def on_meta(build: Callable[[], nn.Module]) -> nn.Module:
+    """``build()`` with every tensor on the ``meta`` device: full-size models counted without memory."""
+    with torch.device("meta"):
+        return build()

@@ -157,6 +157,10 @@ class Detector(nn.Module, ABC):
         """``(N,)`` logit of "fake" per clip from what ``forward`` returned; ``sigmoid`` of it is the
         probability of fake (for a 2-class softmax output: the logit difference, fake minus real)."""
 
+    def prepare_finetuning(self) -> None:
+        """Apply the paper's recipe for training from pre-trained weights (default: nothing; e.g.
+        LipForensics freezes its lip-reading front-end and trunk)."""
+
     def losses(self, output: Any, labels: Tensor, batch: dict[str, Any] | None = None) -> dict[str, Tensor]:
         """Training losses by name (their sum is minimised): binary cross-entropy of :meth:`fake_logit`
         against ``labels`` (``(N,)``, 1 = fake). ``batch`` holds whatever else the data gave (masks...)."""

@@ -304,6 +304,10 @@ class LipForensics(Detector):
         """
         return self.tcn(self.features(x), lengths)
 
+    def prepare_finetuning(self) -> None:
+        """The paper's recipe (:func:`freeze_for_finetuning`)."""
+        freeze_for_finetuning(self)
+
     def fake_logit(self, output: Tensor) -> Tensor:
         """``(N, 1)`` -> ``(N,)``."""
         return output[:, 0]

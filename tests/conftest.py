@@ -62,3 +62,18 @@ def track(sample, cascade):
         return tracks[name]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def swap_store(samples_manifest, tmp_path_factory):
+    """A FaceStore of every frame (face and mouth crops) of two sample reals (carphone_pristine,
+    jesper_webcam) and of one naive swap each way, built once per session (about 15 s)."""
+    from dftoolkit.generators import build_dataset
+    from dftoolkit.preprocess import PreprocessConfig, preprocess
+
+    out = tmp_path_factory.mktemp("swap_store")
+    reals = samples_manifest.filter(lambda r: r.video_id in ("carphone_pristine", "jesper_webcam"))
+    corpus = build_dataset(reals, out / "corpus", methods=["swap"], blends=["naive"], crf=None, workers=1)
+    return preprocess(
+        corpus, out / "store", PreprocessConfig(crops=("face", "mouth"), policy="all"), workers=1
+    ).store

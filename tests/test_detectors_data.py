@@ -14,24 +14,18 @@ from dftoolkit import Manifest
 from dftoolkit.detectors import build_detector
 from dftoolkit.detectors.data import FaceClipDataset, FaceFrameDataset, default_augment, loader
 from dftoolkit.faces.geometry import box_matrix, warp
-from dftoolkit.generators import build_dataset
-from dftoolkit.preprocess import PreprocessConfig, preprocess
 from dftoolkit.video import VideoReader, sample_indices
 
-REALS = ("carphone_pristine", "jesper_webcam")  # 120 and 68 frames
 STIL = build_detector("stil", "small").spec  # face 64 px, 8 segments (16 at test), N(TC)HW
 LIPS = build_detector("lipforensics", "small").spec  # mouth 32 px grey, 25 consecutive, NCTHW
 FEW = "jesper_few"  # jesper_webcam's frames with only 3 of them ok
 
 
 @pytest.fixture(scope="module")
-def store(samples_manifest, tmp_path_factory):
-    """Every frame of the reals and of one naive swap each way, face and mouth crops, plus FEW."""
-    out = tmp_path_factory.mktemp("data")
-    reals = samples_manifest.filter(lambda r: r.video_id in REALS)
-    corpus = build_dataset(reals, out / "corpus", methods=["swap"], blends=["naive"], crf=None, workers=1)
-    config = PreprocessConfig(crops=("face", "mouth"), policy="all")
-    made = preprocess(corpus, out / "store", config, workers=1).store
+def store(swap_store):
+    """Every frame of the reals and of one naive swap each way, face and mouth crops, plus FEW
+    (added to the session's store: a video no manifest names)."""
+    made = swap_store
     table = made.frames_of("srdf", "jesper_webcam")
     table["video_id"] = FEW
     bad = ~table.frame_index.isin([0, 10, 20])

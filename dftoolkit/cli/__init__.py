@@ -39,6 +39,9 @@ COMMANDS = {
     "train-dovenet": "harmoniser",
     "quality": "quality",
     "audit": "audit",
+    "detectors": "detectors",
+    "train": "detectors",
+    "evaluate": "detectors",
     "demo": "demo",
 }
 """Command -> the module of this package that registers it, in the order of the help."""

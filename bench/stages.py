@@ -8,7 +8,7 @@ E_warp and jitter of that corpus beside its reals). Runs alternate between the t
 stage, ``--repeats`` times; the best of each is kept and their ratio reported (``ratio`` > 1: this
 tree is slower). The load average is recorded before and after: the machine may be shared.
 
-    python bench/stages.py --baseline /tmp/old [--repeats 3] [--workers 2]
+    python bench/stages.py --baseline ../dftoolkit-before [--repeats 3] [--workers 2]
 
 ``--baseline`` is a source tree whose ``dftoolkit`` package imports with that folder first on
 ``PYTHONPATH`` (a ``git worktree``; its ``dftoolkit/generators`` and ``dftoolkit/quality`` must be

@@ -24,6 +24,16 @@ def ray_cluster():
     ray.shutdown()
 
 
+@pytest.fixture(autouse=True)
+def no_local_pool(monkeypatch):
+    """The local engine's process pool is out of reach: a run that fell back to it fails."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the local process pool was used")
+
+    monkeypatch.setattr("dftoolkit.workers.ProcessPoolExecutor", refuse)
+
+
 @pytest.fixture(scope="module")
 def reals(samples_manifest):
     return samples_manifest.filter(lambda r: r.video_id in ("carphone_pristine", "jesper_webcam"))

@@ -46,19 +46,24 @@ def _model(detector: str, size: str, options: list[str] | None, weights: Path | 
         fail(err)
 
 
-def _dataset(store: Path, manifest: Path | None, spec, split: str | None, train: bool, seed: int):
+def _datasets(store: Path, manifest: Path | None, spec, splits: dict[str | None, bool], seed: int) -> list:
+    """One dataset per split (``{split: train?}``), the store opened and the manifest read once."""
     from dftoolkit.detectors.data import FaceClipDataset, FaceFrameDataset
     from dftoolkit.preprocess import FaceStore
 
     kind = FaceFrameDataset if spec.sampling == "frame" else FaceClipDataset
     given_manifest = read_manifest(manifest) if manifest else None
-    try:
-        data = kind(FaceStore(store), spec, split=split, train=train, manifest=given_manifest, seed=seed)
-    except (ValueError, FileNotFoundError) as err:
-        fail(err)
-    if not len(data):
-        fail(f"no usable video in split {split!r} of {store} ({len(data.skipped)} skipped)")
-    return data
+    faces = FaceStore(store)
+    datasets = []
+    for split, train in splits.items():
+        try:
+            data = kind(faces, spec, split=split, train=train, manifest=given_manifest, seed=seed)
+        except (ValueError, FileNotFoundError) as err:
+            fail(err)
+        if not len(data):
+            fail(f"no usable video in split {split!r} of {store} ({len(data.skipped)} skipped)")
+        datasets.append(data)
+    return datasets
 
 
 def _write_skipped(out: Path, datasets: dict) -> int:
@@ -109,8 +114,9 @@ def train(
     model, initialisation = _model(detector, size, options, weights, config.seed)
     if weights is not None:
         model.prepare_finetuning()  # the paper's recipe from pre-trained weights
-    train_set = _dataset(store, manifest, model.spec, train_split, True, config.seed)
-    val_set = _dataset(store, manifest, model.spec, val_split, False, config.seed)
+    train_set, val_set = _datasets(
+        store, manifest, model.spec, {train_split: True, val_split: False}, config.seed
+    )
     result = run(model, train_set, val_set, config, out, initialisation=initialisation, resume=not restart)
     console = Console()
     skipped = _write_skipped(out, {train_split: train_set, val_split: val_set})
@@ -156,7 +162,7 @@ def evaluate(
         initialisation = f"{checkpoint} (epoch {info['epoch']}, trained from {info['initialisation']})"
     elif weights is None:
         initialisation = "random (seed 0), untrained: the scores are chance"
-    data = _dataset(store, manifest, model.spec, None if split == "all" else split, False, 0)
+    (data,) = _datasets(store, manifest, model.spec, {None if split == "all" else split: False}, 0)
     report = run(model, data, out, initialisation=initialisation, batch_size=batch_size, bootstrap=bootstrap)
     video = report.video
     auc = "n/a (one class)" if video.get("auc") is None else f"{video['auc']:.3f}"

@@ -50,10 +50,11 @@ __all__ = [
 ]
 
 CONFIGS = ("full", "small")
-SAMPLINGS = ("segments", "consecutive", "frame")
+SAMPLINGS = ("segments", "consecutive", "dense", "frame")
 """``segments``: T frames, one from each of T equal segments of the video (random within its
-segment in training, the middle at test); ``consecutive``: T consecutive frames; ``frame``: one
-frame at a time (an image detector)."""
+segment in training, the middle at test); ``consecutive``: T consecutive frames; ``dense``: n equal
+segments of the video, a run of ``segment_frames`` consecutive frames from each (T = n *
+``segment_frames``); ``frame``: one frame at a time (an image detector)."""
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 LAYOUTS = ("NCHW", "NCTHW", "N(TC)HW")
@@ -80,6 +81,13 @@ class InputSpec:
         video_score: one of :data:`VIDEO_SCORES`.
         test_frames: frames per test clip when it differs from ``frames`` (STIL tests 16 frames as
             two groups of 8); None: ``frames``.
+        segment_frames: frames per segment of ``dense`` sampling (it must divide ``frames`` and
+            ``test_frames``); None for the other samplings.
+        masks: items carry the manipulation ``mask`` and its ``mask_weight`` (see :class:`ClipItem`).
+        fixed_alignment: cut every frame of a clip with one alignment (the clip's median box, or
+            for ``aligned``/``ffhq`` crops its median alignment) instead of each frame's own.
+        augment: training clips get the default augmentation (False: e.g. when features of the
+            frames are cached).
     """
 
     crop: str
@@ -94,6 +102,10 @@ class InputSpec:
     layout: str
     video_score: str
     test_frames: int | None = None
+    segment_frames: int | None = None
+    masks: bool = False
+    fixed_alignment: bool = False
+    augment: bool = True
 
     def __post_init__(self) -> None:
         checks = [
@@ -116,13 +128,42 @@ class InputSpec:
                 self.test_frames is None or self.test_frames >= 1,
                 f"test_frames must be >= 1 or None, got {self.test_frames}",
             ),
+            (
+                not self.fixed_alignment or self.crop in ("face", "aligned", "ffhq"),
+                f"fixed_alignment is for face, aligned and ffhq crops, not {self.crop!r}",
+            ),
+            (
+                (self.sampling == "dense") == (self.segment_frames is not None),
+                f"segment_frames is for sampling 'dense' only, and it needs it; got {self.segment_frames}",
+            ),
+            (
+                self.segment_frames is None
+                or (
+                    self.segment_frames >= 1
+                    and self.frames % self.segment_frames == 0
+                    and (self.test_frames or self.frames) % self.segment_frames == 0
+                ),
+                f"segment_frames must be >= 1 and divide frames and test_frames, got {self.segment_frames}",
+            ),
         ]
         problems = [message for ok, message in checks if not ok]
         if problems:
             raise ValueError(f"bad input spec: {'; '.join(problems)}")
 
 
-class ClipItem(TypedDict):
+class _ClipFields(TypedDict):
+    """The keys every :class:`ClipItem` has."""
+
+    clip: Tensor
+    label: Tensor
+    frame_labels: Tensor
+    frames: Tensor
+    dataset: str
+    video_id: str
+    method: str
+
+
+class ClipItem(_ClipFields, total=False):
     """One item of the detectors' datasets (a clip, or a frame for an image detector); a DataLoader
     batch holds the same keys, tensors stacked and strings in lists.
 
@@ -133,15 +174,15 @@ class ClipItem(TypedDict):
         frame_labels: ``(T,)`` float32 per-frame "manipulated" label (1, 0, or NaN when unknown).
         frames: ``(T,)`` int64 frame indices of the video the clip was cut from.
         dataset, video_id, method: the video's record fields (method ``"-"`` when none).
+        mask: only with ``spec.masks``: float32 0/1 manipulation mask in the crop's geometry,
+            ``(T, 1, size, size)`` (``(1, size, size)`` for layout NCHW); all zeros for a real video.
+        mask_weight: only with ``spec.masks``: float32 scalar, 1 when ``mask`` is ground truth (a
+            real video, or a fake with the corpus's or the generator's mask), 0 when a fake has only
+            a landmark hull (it must not supervise).
     """
 
-    clip: Tensor
-    label: Tensor
-    frame_labels: Tensor
-    frames: Tensor
-    dataset: str
-    video_id: str
-    method: str
+    mask: Tensor
+    mask_weight: Tensor
 
 
 class Detector(nn.Module, ABC):
@@ -156,6 +197,11 @@ class Detector(nn.Module, ABC):
     def fake_logit(self, output: Any) -> Tensor:
         """``(N,)`` logit of "fake" per clip from what ``forward`` returned; ``sigmoid`` of it is the
         probability of fake (for a 2-class softmax output: the logit difference, fake minus real)."""
+
+    def model_input(self, batch: dict[str, Any]) -> Any:
+        """What ``forward`` is called with, from a batch whose tensors are on the device (default:
+        ``batch["clip"]``); e.g. the authors' input dict, or cached latents instead of frames."""
+        return batch["clip"]
 
     def prepare_finetuning(self) -> None:
         """Apply the paper's recipe for training from pre-trained weights (default: nothing; e.g.

@@ -20,6 +20,13 @@ Crops follow the detector's :class:`~dftoolkit.detectors.base.InputSpec`:
   centre at test), resized to ``spec.size`` when that differs.
 - ``aligned``, ``ffhq``: the stored crop resized to ``spec.size`` (the same square at another size).
 
+With ``spec.fixed_alignment`` every frame of a clip is cut with one alignment: for ``face`` the
+square around the clip's median box, for ``aligned``/``ffhq`` the elementwise median of the clip's
+stored alignments, applied to each stored crop as ``median @ inverse(its own)``. With
+``spec.masks`` each item also carries the frames' manipulation masks cut the same way (from the
+stored masks; all zeros for real videos) and a ``mask_weight`` saying whether they are ground truth
+(the store's ``mask_source`` is ``corpus`` or ``generated`` on every frame of the clip).
+
 Items are reproducible: their randomness comes from ``(seed, epoch, index)`` only, so any number of
 DataLoader workers gives the same items. Call :meth:`set_epoch` before each training epoch (it
 reaches persistent workers: the epoch lives in shared memory).
@@ -38,6 +45,7 @@ import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, RandomSampler, SequentialSampler
+from torchvision import tv_tensors
 
 from dftoolkit.detectors.base import ClipItem, InputSpec
 from dftoolkit.faces.geometry import DEFAULT_SIZES, box_matrix, warp
@@ -45,11 +53,14 @@ from dftoolkit.manifest import Manifest
 from dftoolkit.preprocess.store import MOUTH_TEST_SIZE, FaceStore, read_image
 from dftoolkit.video import VideoReader, sample_indices
 
-__all__ = ["FaceClipDataset", "FaceFrameDataset", "default_augment", "loader"]
+__all__ = ["FaceClipDataset", "FaceFrameDataset", "default_augment", "face_dataset", "loader"]
 
-Augment = Callable[[Tensor], Tensor]
-"""``(T, C, H, W)`` float in [0, 1] -> the same shape; its random draws use torch's global RNG,
-which the dataset seeds per item."""
+Augment = Callable[..., Any]
+"""Called as ``augment(clip)`` or, with masks, ``augment(clip, mask)`` (a ``tv_tensors.Mask``) and
+returning the same: ``clip`` ``(T, C, H, W)`` float in [0, 1], ``mask`` ``(T, 1, H, W)``; geometric
+draws must move both alike. Its random draws use torch's global RNG, which the dataset seeds per
+item."""
+_TRUE_MASKS = ("corpus", "generated")  # mask sources that say what was manipulated
 
 _FIT_TOLERANCE = 1e-3  # pixels a wanted square may pass the stored crop's edge (float error)
 
@@ -66,13 +77,16 @@ class _Video:
     frames: np.ndarray  # (K,) int64 frame indices
     manipulated: np.ndarray  # (K,) float32: 1, 0 or NaN
     crops: list[str]  # K crop paths relative to the store root
+    masks: list[str | None]  # K mask paths relative to the store root
+    mask_source: np.ndarray  # (K,) object: the store's mask_source (None where unknown)
     boxes: np.ndarray  # (K, 4) float64 x0, y0, x1, y1 frame pixels
     matrices: np.ndarray  # (K, 2, 3) float64 frame -> stored crop
 
 
 def default_augment(spec: InputSpec) -> Augment:
     """Tensor augmentation for training (torchvision v2, one draw per clip): a horizontal flip
-    (p = 0.5), and for RGB a mild colour jitter (brightness, contrast, saturation 0.1)."""
+    (p = 0.5, masks flipped alike), and for RGB a mild colour jitter (brightness, contrast,
+    saturation 0.1)."""
     from torchvision.transforms import v2
 
     steps: list[Any] = [v2.RandomHorizontalFlip()]
@@ -139,6 +153,8 @@ class _FaceData(Dataset):
         column = f"crop_path_{spec.crop}"
         if column not in table:
             raise ValueError(f"the store {store.root} has no {spec.crop!r} crops")
+        if "mask_source" not in table:  # a store written before the column: sources unknown
+            table["mask_source"] = None
         widest = spec.train_scale[1] if train and spec.train_scale else spec.scale
         needs_video = spec.crop == "face" and widest > float(store.config.get("scale", np.inf)) + 1e-6
         groups = dict(iter(table.groupby(["dataset", "video_id"], sort=False)))
@@ -171,6 +187,8 @@ class _FaceData(Dataset):
                     frames=usable.frame_index.to_numpy(np.int64),
                     manipulated=usable.manipulated.map({True: 1.0, False: 0.0}).to_numpy(np.float32),
                     crops=usable[column].tolist(),
+                    masks=[m if isinstance(m, str) else None for m in usable[f"mask_path_{spec.crop}"]],
+                    mask_source=usable.mask_source.to_numpy(object),
                     boxes=np.stack(usable.box.to_numpy()).astype(np.float64),
                     matrices=np.stack(usable[f"matrix_{spec.crop}"].to_numpy())
                     .reshape(-1, 2, 3)
@@ -203,42 +221,97 @@ class _FaceData(Dataset):
         gray = self.spec.channels == 1
         return np.stack([read_image(self.store.path(video.crops[p]), gray) for p in positions])
 
-    def _crops(self, video: _Video, positions: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """``(T, size, size[, 3])`` uint8 crops of the usable frames at ``positions``."""
-        spec = self.spec
-        if spec.crop == "face":
-            return self._face_crops(video, positions, rng)
-        images = self._read(video, positions)
-        if spec.crop == "mouth":
-            window = round(images.shape[1] * MOUTH_TEST_SIZE / DEFAULT_SIZES["mouth"])
-            room = images.shape[1] - window
-            top, left = rng.integers(0, room + 1, 2) if self.train else (room // 2, room // 2)
-            images = images[:, top : top + window, left : left + window]
-        return _resize(images, spec.size)
+    def _read_masks(self, video: _Video, positions: np.ndarray) -> np.ndarray:
+        """``(T, S, S)`` uint8 stored masks (0/255) of the usable frames at ``positions``; ValueError
+        naming the video when one is missing."""
+        paths = [video.masks[p] for p in positions]
+        if None in paths:
+            frame = video.frames[positions[paths.index(None)]]
+            raise ValueError(f"{video.dataset}/{video.video_id}: frame {frame} has no stored mask")
+        return np.stack([read_image(self.store.path(path), True) for path in paths])
 
-    def _face_crops(self, video: _Video, positions: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def _crops(
+        self, video: _Video, positions: np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(T, size, size[, 3])`` uint8 crops of the usable frames at ``positions``, and with
+        ``spec.masks`` their ``(T, size, size)`` uint8 0/255 masks (zeros for a real video)."""
+        spec = self.spec
+        masked = spec.masks and video.label == 1
+        if spec.crop == "face":
+            return self._face_crops(video, positions, rng, masked)
+        maps = self._fixed_maps(video, positions) if spec.fixed_alignment else None
+        stacks = [self._read(video, positions)] + ([self._read_masks(video, positions)] if masked else [])
+        if maps is not None:
+            stacks = [_rewarp(images, maps, spec.size) for images in stacks]
+        elif spec.crop == "mouth":
+            window = round(stacks[0].shape[1] * MOUTH_TEST_SIZE / DEFAULT_SIZES["mouth"])
+            room = stacks[0].shape[1] - window
+            top, left = rng.integers(0, room + 1, 2) if self.train else (room // 2, room // 2)
+            stacks = [
+                _resize(images[:, top : top + window, left : left + window], spec.size) for images in stacks
+            ]
+        else:
+            stacks = [_resize(images, spec.size) for images in stacks]
+        return stacks[0], self._mask_values(stacks[1] if masked else None, len(positions))
+
+    def _mask_values(self, masks: np.ndarray | None, t: int) -> np.ndarray | None:
+        """Resampled masks back to 0/255 (None without ``spec.masks``; zeros for a real video)."""
+        if not self.spec.masks:
+            return None
+        if masks is None:
+            return np.zeros((t, self.spec.size, self.spec.size), np.uint8)
+        return np.where(masks > 127, 255, 0).astype(np.uint8)
+
+    def _fixed_maps(self, video: _Video, positions: np.ndarray) -> np.ndarray:
+        """``(T, 2, 3)`` maps from each stored crop to the output, all frames cut with the clip's
+        median stored alignment (``aligned``/``ffhq`` crops)."""
+        side, size = self._stored_size, self.spec.size
+        stored = video.matrices[positions]
+        r = size / side  # stored-crop pixels -> output pixels, pixel centres kept
+        to_output = np.array([[r, 0, 0.5 * r - 0.5], [0, r, 0.5 * r - 0.5], [0, 0, 1]])
+        common = to_output @ _affine3(np.median(stored, axis=0))
+        return (common @ np.linalg.inv(_affine3(stored)))[:, :2]
+
+    def _face_crops(
+        self, video: _Video, positions: np.ndarray, rng: np.random.Generator, masked: bool
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         """Face crops at the spec's (or a random training) scale: from the stored crops while the
-        square fits in them, else from the video's frames."""
+        square fits in them, else from the video's frames; masks from the stored masks (zero where
+        the square passes their edge)."""
         spec, side = self.spec, self._stored_size
         scale = float(rng.uniform(*spec.train_scale)) if self.train and spec.train_scale else spec.scale
-        wanted = box_matrix(video.boxes[positions], spec.size, scale)
+        boxes = video.boxes[positions]
+        if spec.fixed_alignment:
+            boxes = np.broadcast_to(np.median(boxes, axis=0), boxes.shape)
+        wanted = box_matrix(boxes, spec.size, scale)
         maps = (_affine3(wanted) @ np.linalg.inv(_affine3(video.matrices[positions])))[:, :2]
+        masks = _rewarp(self._read_masks(video, positions), maps, spec.size) if masked else None
         corners = np.array([[-0.5, -0.5, 1.0], [spec.size - 0.5, spec.size - 0.5, 1.0]])
         back = (corners @ np.linalg.inv(_affine3(maps)).transpose(0, 2, 1))[..., :2]  # in stored pixels
         if back.min() >= -0.5 - _FIT_TOLERANCE and back.max() <= side - 0.5 + _FIT_TOLERANCE:
-            return _rewarp(self._read(video, positions), maps, spec.size)
+            return _rewarp(self._read(video, positions), maps, spec.size), self._mask_values(
+                masks, len(positions)
+            )
         crops = warp(VideoReader(video.path).read(video.frames[positions]), wanted, spec.size)
-        return np.stack([cv2.cvtColor(c, cv2.COLOR_RGB2GRAY) for c in crops]) if spec.channels == 1 else crops
+        if spec.channels == 1:
+            crops = np.stack([cv2.cvtColor(c, cv2.COLOR_RGB2GRAY) for c in crops])
+        return crops, self._mask_values(masks, len(positions))
 
     def _item(self, video: _Video, positions: np.ndarray, rng: np.random.Generator) -> ClipItem:
         """The item of ``video``'s usable frames at ``positions`` (T of them)."""
         spec = self.spec
-        clip = torch.from_numpy(self._crops(video, positions, rng)).float().div_(255)
+        crops, masks = self._crops(video, positions, rng)
+        clip = torch.from_numpy(crops).float().div_(255)
         clip = clip.unsqueeze(1) if clip.ndim == 3 else clip.permute(0, 3, 1, 2)  # (T, C, H, W)
+        mask = None if masks is None else torch.from_numpy(masks).unsqueeze(1).float().div_(255)
         if self.train and self.augment is not None:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(int(rng.integers(2**63)))
-                clip = self.augment(clip)
+                if mask is None:
+                    clip = self.augment(clip)
+                else:
+                    clip, mask = self.augment(clip, tv_tensors.Mask(mask))
+                    mask = mask.as_subclass(Tensor)
         mean = torch.tensor(spec.mean).view(-1, 1, 1)
         std = torch.tensor(spec.std).view(-1, 1, 1)
         clip = (clip - mean) / std
@@ -249,7 +322,7 @@ class _FaceData(Dataset):
             clip = clip.reshape(t * c, h, w)
         else:  # NCHW: one frame
             clip = clip[0]
-        return ClipItem(
+        item = ClipItem(
             clip=clip,
             label=torch.tensor(video.label, dtype=torch.int64),
             frame_labels=torch.from_numpy(video.manipulated[positions]),
@@ -258,6 +331,11 @@ class _FaceData(Dataset):
             video_id=video.video_id,
             method=video.method,
         )
+        if mask is not None:
+            item["mask"] = mask[0] if spec.layout == "NCHW" else mask
+            truth = video.label == 0 or all(source in _TRUE_MASKS for source in video.mask_source[positions])
+            item["mask_weight"] = torch.tensor(float(truth))
+        return item
 
 
 class FaceClipDataset(_FaceData):
@@ -271,6 +349,10 @@ class FaceClipDataset(_FaceData):
     - ``consecutive``: T frames with consecutive frame indices (a store sampled with policy
       ``all``), a random run in training, the one nearest the middle of the video at test; a video
       needs such a run.
+    - ``dense``: the K usable frames cut into n = T / ``spec.segment_frames`` equal segments, from
+      each a run of ``segment_frames`` adjacent usable frames (consecutive frames in a store
+      sampled with policy ``all``) starting at random in its segment in training, in its middle
+      at test (a short segment's run reaches into the next one); a video needs K >= T.
 
     Args:
         store: the FaceStore.
@@ -309,6 +391,16 @@ class FaceClipDataset(_FaceData):
             return np.zeros(0, np.int64)
         return np.flatnonzero(frames[t - 1 :] - frames[: len(frames) - t + 1] == t - 1)
 
+    def _dense(self, k: int, rng: np.random.Generator) -> np.ndarray:
+        """Positions of ``dense`` sampling among ``k`` usable frames (see the class docstring)."""
+        run = self.spec.segment_frames or 1
+        n = self.length // run
+        edges = np.linspace(0, k, n + 1)
+        low = np.minimum(np.floor(edges[:-1]), k - run).astype(np.int64)
+        high = np.clip(np.floor(edges[1:]) - run, low, k - run).astype(np.int64)
+        starts = rng.integers(low, high + 1) if self.train else (low + high) // 2
+        return (starts[:, None] + np.arange(run)).reshape(-1)
+
     def _unusable(self, video: _Video) -> str | None:
         if len(video.frames) < self.length:
             return f"{len(video.frames)} usable frames, a clip needs {self.length}"
@@ -323,6 +415,8 @@ class FaceClipDataset(_FaceData):
         video, rng, t = self.videos[index], self._rng(index), self.length
         if self.spec.sampling == "segments":
             positions = sample_indices(len(video.frames), t, "segments", rng=rng if self.train else None)
+        elif self.spec.sampling == "dense":
+            positions = self._dense(len(video.frames), rng)
         else:
             starts = self._starts(video)
             if self.train:
@@ -371,6 +465,23 @@ class FaceFrameDataset(_FaceData):
     def __getitem__(self, index: int) -> ClipItem:
         video = self.videos[self._video_of[index]]
         return self._item(video, self._position[index : index + 1], self._rng(index))
+
+
+def face_dataset(
+    store: FaceStore,
+    spec: InputSpec,
+    *,
+    split: str | None,
+    train: bool,
+    manifest: Manifest | None = None,
+    seed: int = 0,
+) -> FaceClipDataset | FaceFrameDataset:
+    """The dataset a detector with ``spec`` trains (``train``) or is tested on: frames for an image
+    detector (sampling ``frame``), clips otherwise; a training set gets :func:`default_augment`
+    unless ``spec.augment`` is False."""
+    augment = default_augment(spec) if train and spec.augment else None
+    kind = FaceFrameDataset if spec.sampling == "frame" else FaceClipDataset
+    return kind(store, spec, split=split, train=train, manifest=manifest, seed=seed, augment=augment)
 
 
 def _init_worker(worker_id: int) -> None:

@@ -30,7 +30,7 @@ __all__ = [
     "SCORES_FILE",
     "SCORE_COLUMNS",
     "Runtime",
-    "batch_clips",
+    "batch_to",
     "clip_memory_format",
     "evaluate",
     "predict",
@@ -97,9 +97,19 @@ class _Indexed(Dataset):
         return {**self.dataset[index], "index": index}
 
 
-def batch_clips(batch: dict[str, Any], device: torch.device, memory_format: torch.memory_format) -> Tensor:
-    """The batch's clips on ``device`` in ``memory_format`` (non-blocking from pinned memory)."""
-    return batch["clip"].to(device, non_blocking=True, memory_format=memory_format)
+def batch_to(
+    batch: dict[str, Any], device: torch.device, memory_format: torch.memory_format
+) -> dict[str, Any]:
+    """The batch with its tensors on ``device`` (non-blocking from pinned memory), the clips in
+    ``memory_format``; other values as they are."""
+    return {
+        key: value.to(device, non_blocking=True, memory_format=memory_format)
+        if key == "clip"
+        else value.to(device, non_blocking=True)
+        if isinstance(value, Tensor)
+        else value
+        for key, value in batch.items()
+    }
 
 
 def clip_memory_format(model: Detector, rt: Runtime, channels_last: bool) -> torch.memory_format:
@@ -169,7 +179,7 @@ def predict(
     )
     try:
         for batch in batches:
-            logits = model.fake_logit(model(batch_clips(batch, rt.device, fmt))).float().cpu()
+            logits = model.fake_logit(model(model.model_input(batch_to(batch, rt.device, fmt)))).float().cpu()
             rows["index"] += batch["index"].tolist()
             rows["logit"] += logits.double().tolist()
             rows["label"] += batch["label"].tolist()

@@ -60,7 +60,7 @@ from dftoolkit import __version__
 from dftoolkit.checkpoints import CheckpointError, fit_state_dict, load_weights
 from dftoolkit.config import config_to_dict, normalise, setting, write_config
 from dftoolkit.detectors.base import Detector
-from dftoolkit.detectors.evaluate import Runtime, batch_clips, clip_memory_format, predict, runtime
+from dftoolkit.detectors.evaluate import Runtime, batch_to, clip_memory_format, predict, runtime
 from dftoolkit.detectors.metrics import evaluate_scores
 from dftoolkit.fileio import atomic_path, atomic_write_text
 from dftoolkit.progress import progress
@@ -443,17 +443,12 @@ def _train_epoch(
         start = i - i % config.grad_accum
         group = min(config.grad_accum, n - start)  # the epoch's last group may be shorter
         stepping = i - start == group - 1
-        clips = batch_clips(batch, rt.device, fmt)
-        on_device = {
-            k: v.to(rt.device, non_blocking=True) if isinstance(v, Tensor) else v
-            for k, v in batch.items()
-            if k != "clip"
-        }
-        on_device["clip"] = clips
+        on_device = batch_to(batch, rt.device, fmt)
         sync = net.no_sync() if rt.distributed and not stepping else contextlib.nullcontext()
         with sync:
             with torch.autocast("cuda", dtype=torch.float16, enabled=amp):
-                losses = model.losses(net(clips), on_device["label"], on_device)
+                output = net(model.model_input(on_device))
+                losses = model.losses(output, on_device["label"], on_device)
             scaler.scale(sum(losses.values()) / group).backward()
         for meter in (window, whole):
             meter.add(losses, len(batch["label"]), wait)

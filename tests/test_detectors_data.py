@@ -181,3 +181,85 @@ def test_workers_give_the_same_batches(store, train):
             for epoch in (alone[:2], alone[2:])
         ]
         assert all(drawn[0][v] != drawn[1][v] for v in drawn[0].keys() & drawn[1].keys())
+
+
+def test_masks_are_the_stored_ones_for_fakes_and_zero_for_reals(store):
+    """At the stored scale and size the mask is the store's; a fake with only hull masks is weighted 0."""
+    table = store.frames()
+    fakes = table.video_id.str.startswith("swap")
+    assert set(table[fakes].mask_source) == {"generated"} and set(table[~fakes].mask_source) == {"hull"}
+    spec = dataclasses.replace(STIL, size=256, masks=True)
+    data = FaceClipDataset(store, spec)
+    items = {v.video_id: data[i] for i, v in enumerate(data.videos)}
+    swap = "swap-naive-carphone_pristine_jesper_webcam"
+    fake, real = items[swap], items["carphone_pristine"]
+    stored = store.masks(swap, "face", frames=16, dataset="srdf")  # the same segment middles
+    assert fake["mask"].shape == (16, 1, 256, 256) and fake["mask"].dtype == torch.float32
+    assert torch.equal(fake["mask"], torch.from_numpy(stored > 127).float())
+    assert 0.05 < fake["mask"].mean() < 0.9 and fake["mask_weight"] == 1
+    assert real["mask"].abs().sum() == 0 and real["mask_weight"] == 1
+    k = next(i for i, v in enumerate(data.videos) if v.video_id == swap)
+    hull = data.videos[k].mask_source.copy()
+    hull[np.searchsorted(data.videos[k].frames, int(fake["frames"][5]))] = "hull"  # one frame of the clip
+    data.videos[k] = dataclasses.replace(data.videos[k], mask_source=hull)
+    only_hull = data[k]
+    assert torch.equal(only_hull["mask"], fake["mask"]) and only_hull["mask_weight"] == 0
+    assert "mask" not in FaceClipDataset(store, STIL)[0]  # only when the spec asks
+
+
+def test_masks_of_resized_and_mouth_crops_and_frames(store):
+    spec = dataclasses.replace(STIL, masks=True)  # 64 px from the 256 px store: area, then 0/1
+    fake = next(i for i, v in enumerate(FaceClipDataset(store, spec).videos) if v.label == 1)
+    item = FaceClipDataset(store, spec)[fake]
+    assert item["mask"].shape == (16, 1, 64, 64) and set(item["mask"].unique().tolist()) == {0.0, 1.0}
+    lips = FaceClipDataset(store, dataclasses.replace(LIPS, masks=True))[fake]
+    assert lips["mask"].shape == (25, 1, 32, 32) and lips["mask"].max() == 1
+    frame_spec = dataclasses.replace(spec, sampling="frame", layout="NCHW", frames=1, test_frames=None)
+    frames = FaceFrameDataset(store, frame_spec, frames_per_video=2)
+    assert frames[2 * fake]["mask"].shape == (1, 64, 64)
+
+
+def test_augmentation_flips_the_mask_with_the_clip(store):
+    from torchvision.transforms import v2
+
+    spec = dataclasses.replace(STIL, masks=True)
+    plain = FaceClipDataset(store, spec, train=True, seed=1)
+    flipped = FaceClipDataset(store, spec, train=True, seed=1, augment=v2.RandomHorizontalFlip(p=1))
+    fake = next(i for i, v in enumerate(plain.videos) if v.label == 1)
+    a, b = plain[fake], flipped[fake]
+    assert torch.equal(a["frames"], b["frames"])
+    assert torch.equal(b["mask"], a["mask"].flip(-1)) and torch.allclose(b["clip"], a["clip"].flip(-1))
+    assert not torch.equal(a["mask"], b["mask"])
+
+
+def test_dense_sampling_takes_a_run_from_each_segment(store):
+    spec = dataclasses.replace(STIL, sampling="dense", frames=8, test_frames=8, segment_frames=4)
+    centre = FaceClipDataset(store, spec)[0]["frames"]  # carphone: 120 frames, segments [0, 60), [60, 120)
+    assert centre.tolist() == [*range(28, 32), *range(88, 92)]
+    train = FaceClipDataset(store, spec, train=True)
+    starts = set()
+    for epoch in range(4):
+        train.set_epoch(epoch)
+        runs = train[0]["frames"].numpy().reshape(2, 4)
+        assert (np.diff(runs, axis=1) == 1).all() and runs[0, 0] <= 56 and 60 <= runs[1, 0] <= 116
+        starts.add(tuple(runs[:, 0]))
+    assert len(starts) > 1
+    with pytest.raises(ValueError, match="segment_frames"):
+        dataclasses.replace(spec, segment_frames=3)  # does not divide 8
+    with pytest.raises(ValueError, match="segment_frames"):
+        dataclasses.replace(STIL, segment_frames=4)  # not dense
+
+
+def test_fixed_alignment_cuts_every_frame_with_the_median_box(store):
+    with pytest.raises(ValueError, match="fixed_alignment"):
+        dataclasses.replace(LIPS, fixed_alignment=True)
+    for scale, tolerance in ((1.0, 2.0), (1.45, 0.0)):  # from the stored crops; from the video
+        spec = dataclasses.replace(STIL, train_scale=(scale, scale), fixed_alignment=True)
+        data = FaceClipDataset(store, spec, train=True)
+        item, video = data[0], data.videos[0]
+        frames = item["frames"].numpy()
+        boxes = np.stack(store.frames_of(video.dataset, video.video_id).set_index("frame_index").box[frames])
+        one = box_matrix(np.median(boxes, axis=0)[None], 64, scale)[0]
+        expected = warp(VideoReader(video.path).read(frames), one, 64)
+        got = (_pixels(item, spec) * 255).round().permute(0, 2, 3, 1).numpy()
+        assert np.abs(got - expected).mean() <= tolerance, scale

@@ -363,3 +363,25 @@ def test_two_gloo_processes_score_as_one(straight, tmp_path):
         3,
         4,
     ]  # 10 clips: 2 batches of 2 a rank
+
+
+def test_forward_gets_what_model_input_makes(tmp_path):
+    """Training and scoring call ``forward(model.model_input(batch))`` with the whole batch."""
+    model, seen = _model(), []
+
+    def blank(batch: dict) -> torch.Tensor:  # in training as given: a constant clip makes NaN gradients
+        seen.append(set(batch))
+        return batch["clip"] if model.training else torch.zeros_like(batch["clip"])
+
+    model.model_input = blank
+    assert predict(model, _test_set(), batch_size=4).logit.nunique() == 1  # every clip looked blank
+    train(
+        model,
+        _train_set(),
+        _val_set(),
+        TrainConfig(epochs=1, batch_size=2),
+        tmp_path,
+        initialisation="random",
+    )
+    assert len(seen) == 4 + 5 + 8  # scoring batches, training batches, validation batches
+    assert all({"clip", "label", "frames", "video_id"} <= keys for keys in seen)

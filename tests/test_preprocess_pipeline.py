@@ -201,3 +201,8 @@ def test_frame_table_says_which_frames_of_a_fake_are_manipulated(corpus, tmp_pat
     assert (partial["frame_index"] % 3 == 0).any() and (partial["frame_index"] % 3 != 0).any()
     assert table.loc["carphone", "manipulated"].tolist() == [False] * 9
     assert table.loc["maskless", "manipulated"].isna().all()
+    # where each frame's masks come from: the corpus's mask video, or the landmark hull
+    ok = table[table.status == "ok"]
+    assert set(ok.loc["partial", "mask_source"]) == {"corpus"}
+    assert set(ok.loc["maskless", "mask_source"]) == set(ok.loc["carphone", "mask_source"]) == {"hull"}
+    assert table[table.status != "ok"].mask_source.isna().all()

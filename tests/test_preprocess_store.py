@@ -458,6 +458,8 @@ def test_videofaces_validation(carphone):
         )
     with pytest.raises(ValueError, match="matrices for 'ffhq' but no 'ffhq' crops"):
         build(matrices={"ffhq": result.matrices["face"]})
+    with pytest.raises(ValueError, match=r"mask_source \['drawn'\] not in"):
+        build(mask_source=["drawn"] * 12)
 
 
 # -- CLI -----------------------------------------------------------------------------------

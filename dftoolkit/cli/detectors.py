@@ -48,16 +48,15 @@ def _model(detector: str, size: str, options: list[str] | None, weights: Path | 
 
 def _datasets(store: Path, manifest: Path | None, spec, splits: dict[str | None, bool], seed: int) -> list:
     """One dataset per split (``{split: train?}``), the store opened and the manifest read once."""
-    from dftoolkit.detectors.data import FaceClipDataset, FaceFrameDataset
+    from dftoolkit.detectors.data import face_dataset
     from dftoolkit.preprocess import FaceStore
 
-    kind = FaceFrameDataset if spec.sampling == "frame" else FaceClipDataset
     given_manifest = read_manifest(manifest) if manifest else None
     faces = FaceStore(store)
     datasets = []
     for split, train in splits.items():
         try:
-            data = kind(faces, spec, split=split, train=train, manifest=given_manifest, seed=seed)
+            data = face_dataset(faces, spec, split=split, train=train, manifest=given_manifest, seed=seed)
         except (ValueError, FileNotFoundError) as err:
             fail(err)
         if not len(data):

@@ -289,6 +289,11 @@ def process_video(
                 kind_crops[r] = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if kind == "mouth" else image
                 kind_masks[r] = warped_masks[j]
         crops[kind], masks[kind], matrices[kind] = kind_crops, kind_masks, mats
+    given = "generated" if record.coverage is not None else "corpus"  # the generator records coverage
+    mask_source = [
+        (given if mask_frames[r] is not None else "hull") if ok[r] and config.crops else None
+        for r in range(len(indices))
+    ]
     return VideoFaces(
         dataset=record.dataset,
         video_id=record.video_id,
@@ -303,6 +308,7 @@ def process_video(
         masks=masks,
         matrices=matrices,
         manipulated=manipulated,
+        mask_source=mask_source,
     )
 
 

@@ -31,6 +31,8 @@ Frame table (``frames.parquet``; :meth:`FaceStore.frames` concatenates all video
     landmarks         136 float32: 68 ``x, y`` pixels of the original frame (iBUG order), or None
     manipulated       bool: the frame is manipulated (its corpus mask has a pixel above 127); False
                       for every frame of a real video; None when unknown (a fake without a mask)
+    mask_source       str, where the frame's masks come from (:data:`MASK_SOURCES`), or None when
+                      it has none (a non-ok frame; stores written before this column)
     crop_path_<kind>  POSIX path of the crop relative to the store root, or None
     mask_path_<kind>  POSIX path of the mask relative to the store root, or None
     matrix_<kind>     6 float32: the 2x3 affine map from frame pixels to crop pixels, or None
@@ -69,6 +71,7 @@ from dftoolkit.video.sampling import sample_indices
 
 __all__ = [
     "GRAY_CROPS",
+    "MASK_SOURCES",
     "MOUTH_TEST_SIZE",
     "SCHEMA_VERSION",
     "STATUSES",
@@ -80,6 +83,13 @@ __all__ = [
 
 SCHEMA_VERSION = 1
 """Version of the store layout written by this module."""
+
+MASK_SOURCES = {
+    "corpus": "the corpus's own manipulation mask video",
+    "generated": "the mask the toolkit's generator wrote with the fake",
+    "hull": "the convex hull of the face landmarks (no mask video): the face, not the manipulation",
+}
+"""Where a frame's masks come from; only ``corpus`` and ``generated`` masks say what was manipulated."""
 
 STATUSES = {
     "ok": "a face was kept and every crop made",
@@ -113,6 +123,7 @@ _BASE_SCHEMA = pa.schema(
         ("box", pa.list_(pa.float32(), 4)),
         ("landmarks", pa.list_(pa.float32(), 136)),
         ("manipulated", pa.bool_()),
+        ("mask_source", pa.string()),
     ]
 )
 
@@ -162,6 +173,8 @@ class VideoFaces:
             when none.
         manipulated: N entries, whether each frame is manipulated (False for reals; None: unknown,
             e.g. a fake without a mask video); default all None.
+        mask_source: N entries, where each frame's masks come from (:data:`MASK_SOURCES`), None
+            where it has no mask; default all None.
     """
 
     dataset: str
@@ -177,6 +190,7 @@ class VideoFaces:
     masks: dict[str, list[np.ndarray | None]] = field(default_factory=dict)
     matrices: dict[str, np.ndarray] = field(default_factory=dict)
     manipulated: list[bool | None] | None = None
+    mask_source: list[str | None] | None = None
 
     def __post_init__(self) -> None:
         check_name("dataset", self.dataset)
@@ -193,7 +207,8 @@ class VideoFaces:
             raise ValueError(f"{where}: frame_indices must be >= -1 and strictly increasing")
         self.status, self.reason = list(self.status), list(self.reason)
         self.manipulated = [None] * n if self.manipulated is None else list(self.manipulated)
-        for name in ("status", "reason", "manipulated"):
+        self.mask_source = [None] * n if self.mask_source is None else list(self.mask_source)
+        for name in ("status", "reason", "manipulated", "mask_source"):
             if len(getattr(self, name)) != n:
                 raise ValueError(f"{where}: {name} has {len(getattr(self, name))} entries for {n} frames")
         self.face_index = _array(where, "face_index", self.face_index, (n,), np.int64)
@@ -213,6 +228,9 @@ class VideoFaces:
                 raise ValueError(
                     f"{where}: frame {index} has status {status!r} but no reason; non-ok frames need one"
                 )
+        unknown = sorted({m for m in self.mask_source if m is not None} - set(MASK_SOURCES))
+        if unknown:
+            raise ValueError(f"{where}: mask_source {unknown} not in {sorted(MASK_SOURCES)}")
         ok = [status == "ok" for status in self.status]
         for kind, images in self.crops.items():
             self._check_images(where, kind, images, ok, None)
@@ -353,6 +371,7 @@ def _frame_table(result: VideoFaces, paths: dict[str, list[str | None]]) -> pa.T
         "box": _rows(result.boxes),
         "landmarks": _rows(result.landmarks),
         "manipulated": result.manipulated,
+        "mask_source": result.mask_source,
     }
     columns = {f.name: pa.array(values[f.name], f.type) for f in _BASE_SCHEMA}
     for kind in sorted(result.crops):

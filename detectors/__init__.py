@@ -4,17 +4,20 @@
 >>> model = build_detector("stil", "small")                                    # doctest: +SKIP
 >>> model = load_official_checkpoint("lipforensics", "lipforensics_ff.pth")    # doctest: +SKIP
 
-Built so far: ``lipforensics`` and ``stil``; torch datasets over a FaceStore in :mod:`.data`; metrics
-in :mod:`.metrics`.
+The detectors, one module each: ``ddl``, ``lipforensics``, ``m2tr``, ``stil`` and ``styleflow``.
+Torch datasets over a FaceStore in :mod:`.data`; training in :mod:`.train`, scoring in
+:mod:`.evaluate`, metrics in :mod:`.metrics`.
 """
 
-from dftoolkit.detectors import lipforensics, stil  # noqa: F401 - importing registers them
+from dftoolkit.detectors import ddl, lipforensics, m2tr, stil, styleflow  # noqa: F401 - importing registers them
 from dftoolkit.detectors.base import (
     DETECTORS,
     Detector,
     InputSpec,
     build_detector,
     describe_detectors,
+    detector_recipe,
+    detector_recipes,
     list_detectors,
     load_official_checkpoint,
 )
@@ -25,6 +28,8 @@ __all__ = [
     "InputSpec",
     "build_detector",
     "describe_detectors",
+    "detector_recipe",
+    "detector_recipes",
     "list_detectors",
     "load_official_checkpoint",
 ]

@@ -18,8 +18,8 @@ the demo on a CPU), and optionally a loader of the authors' released checkpoint 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypedDict
 
 import torch
@@ -34,6 +34,7 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "LAYOUTS",
+    "RECIPES",
     "SAMPLINGS",
     "VIDEO_SCORES",
     "ClipItem",
@@ -43,6 +44,8 @@ __all__ = [
     "build_detector",
     "count_parameters",
     "describe_detectors",
+    "detector_recipe",
+    "detector_recipes",
     "list_detectors",
     "load_official_checkpoint",
     "on_meta",
@@ -50,6 +53,8 @@ __all__ = [
 ]
 
 CONFIGS = ("full", "small")
+RECIPES = ("paper", "small")
+"""Training recipes a detector may ship: the published one (``paper``) and a short CPU run (``small``)."""
 SAMPLINGS = ("segments", "consecutive", "dense", "frame")
 """``segments``: T frames, one from each of T equal segments of the video (random within its
 segment in training, the middle at test); ``consecutive``: T consecutive frames; ``dense``: n equal
@@ -215,28 +220,56 @@ class Detector(nn.Module, ABC):
 
 @dataclass(frozen=True)
 class DetectorEntry:
-    """A registered detector: its builder and, when the authors released weights, their loader."""
+    """A registered detector: its builder, when the authors released weights their loader, and its
+    training recipes (see :func:`register_detector`)."""
 
     build: Callable[..., Detector]
     load_official: Callable[..., Detector] | None = None
+    recipes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 DETECTORS: Registry[DetectorEntry] = Registry("detector")
 
 
 def register_detector(
-    name: str, description: str, load_official: Callable[..., Detector] | None = None
+    name: str,
+    description: str,
+    load_official: Callable[..., Detector] | None = None,
+    recipes: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Callable[[Callable[..., Detector]], Callable[..., Detector]]:
     """Decorator of a builder ``build(config="full", **options) -> Detector``: register it as ``name``.
 
     ``load_official(path, **variant) -> Detector`` reads the authors' released checkpoint files.
+    ``recipes`` maps a recipe name (:data:`RECIPES`: ``paper``, the published training; ``small``,
+    a CPU run) to the detector's ``config`` (key ``"config"``) and the training settings it changes
+    (:class:`~dftoolkit.detectors.train.TrainConfig` fields).
     """
+    missing = [recipe for recipe, values in (recipes or {}).items() if values.get("config") not in CONFIGS]
+    if set(recipes or {}) - set(RECIPES) or missing:
+        raise ValueError(
+            f"{name}: recipes are named {RECIPES} and each gives a config in {CONFIGS}; got "
+            f"{sorted(recipes or {})}, without a config: {missing}"
+        )
 
     def add(build: Callable[..., Detector]) -> Callable[..., Detector]:
-        DETECTORS.register(name, description)(DetectorEntry(build, load_official))
+        DETECTORS.register(name, description)(DetectorEntry(build, load_official, dict(recipes or {})))
         return build
 
     return add
+
+
+def detector_recipe(name: str, recipe: str) -> dict[str, Any]:
+    """Detector ``name``'s training recipe ``recipe``: ``{"config": ..., <TrainConfig field>: ...}``;
+    KeyError naming the recipes it has."""
+    recipes = DETECTORS.get(name).recipes
+    if recipe not in recipes:
+        raise KeyError(f"detector {name!r} has no recipe {recipe!r}; it has {sorted(recipes)}")
+    return dict(recipes[recipe])
+
+
+def detector_recipes(name: str) -> dict[str, dict[str, Any]]:
+    """Every training recipe of detector ``name``, by recipe name."""
+    return {recipe: dict(values) for recipe, values in DETECTORS.get(name).recipes.items()}
 
 
 def list_detectors() -> list[str]:

@@ -38,7 +38,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -53,7 +53,10 @@ from dftoolkit.manifest import Manifest
 from dftoolkit.preprocess.store import MOUTH_TEST_SIZE, FaceStore, read_image
 from dftoolkit.video import VideoReader, sample_indices
 
-__all__ = ["FaceClipDataset", "FaceFrameDataset", "default_augment", "face_dataset", "loader"]
+if TYPE_CHECKING:
+    from dftoolkit.preprocess import PreprocessConfig
+
+__all__ = ["FaceClipDataset", "FaceFrameDataset", "default_augment", "face_dataset", "loader", "store_config"]
 
 Augment = Callable[..., Any]
 """Called as ``augment(clip)`` or, with masks, ``augment(clip, mask)`` (a ``tv_tensors.Mask``) and
@@ -467,6 +470,24 @@ class FaceFrameDataset(_FaceData):
         return self._item(video, self._position[index : index + 1], self._rng(index))
 
 
+def store_config(spec: InputSpec) -> PreprocessConfig:
+    """The preprocessing that lets a FaceStore serve ``spec``'s test clips exactly: its crop kind at
+    its size (mouth crops keep the stored 96 px window) and face scale; every frame for clips of
+    consecutive frames (``consecutive``, ``dense``), else ``max(32, T)`` evenly spaced frames."""
+    from dftoolkit.preprocess import PreprocessConfig
+
+    consecutive = spec.sampling in ("consecutive", "dense")
+    frames = max(32, spec.test_frames or spec.frames)
+    sizes = () if spec.crop == "mouth" else ((spec.crop, spec.size),)
+    return PreprocessConfig(
+        crops=(spec.crop,),
+        sizes=sizes,
+        scale=spec.scale,
+        policy="all" if consecutive else "even",
+        frames=frames,
+    )
+
+
 def face_dataset(
     store: FaceStore,
     spec: InputSpec,
@@ -475,13 +496,17 @@ def face_dataset(
     train: bool,
     manifest: Manifest | None = None,
     seed: int = 0,
+    frames_per_video: int | None = 32,
 ) -> FaceClipDataset | FaceFrameDataset:
-    """The dataset a detector with ``spec`` trains (``train``) or is tested on: frames for an image
-    detector (sampling ``frame``), clips otherwise; a training set gets :func:`default_augment`
-    unless ``spec.augment`` is False."""
+    """The dataset a detector with ``spec`` trains (``train``) or is tested on: clips, or for an
+    image detector (sampling ``frame``) ``frames_per_video`` evenly spaced frames per video (None:
+    every usable frame); a training set gets :func:`default_augment` unless ``spec.augment`` is
+    False."""
     augment = default_augment(spec) if train and spec.augment else None
-    kind = FaceFrameDataset if spec.sampling == "frame" else FaceClipDataset
-    return kind(store, spec, split=split, train=train, manifest=manifest, seed=seed, augment=augment)
+    common = {"split": split, "train": train, "manifest": manifest, "seed": seed, "augment": augment}
+    if spec.sampling == "frame":
+        return FaceFrameDataset(store, spec, frames_per_video=frames_per_video, **common)
+    return FaceClipDataset(store, spec, **common)
 
 
 def _init_worker(worker_id: int) -> None:

@@ -434,10 +434,31 @@ def load_stil(path: str | os.PathLike[str], *, backbone: str = "scnet50_v1d", co
     return model.eval()
 
 
+RECIPES = {
+    # The authors' code (DETECTORS.md): cross-entropy, Adam lr 1e-3, weight decay 1e-5, a 1-epoch
+    # warm-up then step decay, batch 10 per GPU. The decay's step and factor and the epoch count
+    # are not given: 10, 0.1 and 30 are assumptions.
+    "paper": {
+        "config": "full",
+        "optimizer": "adam",
+        "lr": 1e-3,
+        "weight_decay": 1e-5,
+        "warmup_epochs": 1,
+        "scheduler": "step",
+        "step_size": 10,
+        "gamma": 0.1,
+        "batch_size": 10,
+        "epochs": 30,
+    },
+    "small": {"config": "small", "optimizer": "adam", "lr": 1e-3, "batch_size": 4, "epochs": 3},
+}
+
+
 @register_detector(
     "stil",
     "STIL (ACM MM 2021): spatial, temporal and supplement modules in a ResNet-50; 8-frame clips",
     load_official=load_stil,
+    recipes=RECIPES,
 )
 def build(
     config: str = "full", *, backbone: str = "resnet50", pretrained: str | os.PathLike[str] | None = None

@@ -27,7 +27,7 @@ column             type         meaning
                                 model selection; test is for the final report only)
 ``target_id``      string       identity (or original video id) whose video is shown
 ``source_id``      string       identity (or video id) giving the face or expression of a fake
-``original_id``    string       for fakes, ``video_id`` of the real video that was modified
+``original_id``    string       ``video_id`` of the real video a fake (or a perturbed real) was made from
 ``mask_relpath``   string       relative path of the manipulation-mask video, when there is one
 ``perturbation``   string       post-processing chain such as ``CS:3 GB:2``
 ``frames``         int64        number of frames (missing until probed)

@@ -74,8 +74,9 @@ class VideoRecord:
         split: ``"train"``, ``"val"``, ``"test"`` or None when not assigned.
         target_id: identity (or original video id) whose video is shown; for reals, the person.
         source_id: identity (or video id) that provides the face or expression of a fake.
-        original_id: for fakes, the ``video_id`` of the real video whose frames were modified (it is
-            looked up as a FaceStore folder).
+        original_id: for fakes, the ``video_id`` of the real video whose frames were modified; for
+            a real video made from another (a perturbed copy), that video's (it is looked up as a
+            FaceStore folder, and a split keeps the two together).
         mask_relpath: relative path of the manipulation-mask video, when the corpus has one.
         perturbation: post-processing chain such as ``"CS:3 GB:2"``.
         frames, fps, width, height: filled by probing; None when unknown.

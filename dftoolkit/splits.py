@@ -9,10 +9,11 @@ Terms used throughout:
 
   - an *identity*: a ``target_id`` or ``source_id`` value, namespaced per dataset
     (``"id0"`` of ``celebdf-v2`` is unrelated to ``"id0"`` of another dataset);
-  - an *original*: a fake and the real video it was made from (its ``original_id``), and the
-    fakes made from the same real video. ``original_id`` is looked up in the fake's own dataset
-    first; when absent there it is matched to real records of other datasets with that
-    ``video_id`` (DeeperForensics fakes -> FF++ originals), so this link may cross datasets;
+  - an *original*: a fake (or a perturbed copy of a real) and the real video it was made from
+    (its ``original_id``), and the videos made from the same real video. ``original_id`` is
+    looked up in the record's own dataset first; when absent there it is matched to real records
+    of other datasets with that ``video_id`` (DeeperForensics fakes -> FF++ originals), so this
+    link may cross datasets;
   - a *file*: the same dataset root + ``relpath`` (the same file indexed twice).
 - **component**: a connected set of records under these links. A split without leaks puts
   every component wholly into one split.

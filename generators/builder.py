@@ -590,7 +590,9 @@ def _real_outputs(
             outputs.append(_Output(clean, None, _seed(seed, clean.video_id)))
         elif perturb_reals:
             video_id = f"{real.video_id}-{tag}"
-            record = clean.replace(video_id=video_id, relpath=f"originals/{video_id}.mp4")
+            record = clean.replace(
+                video_id=video_id, relpath=f"originals/{video_id}.mp4", original_id=real.video_id
+            )
             outputs.append(_Output(record, spec, _seed(seed, video_id)))
     if not any(o.perturbation is None for o in outputs):  # every fake's original is in the corpus
         outputs.insert(0, _Output(clean, None, _seed(seed, clean.video_id)))

@@ -66,8 +66,8 @@ def track(sample, cascade):
 
 @pytest.fixture(scope="session")
 def swap_store(samples_manifest, tmp_path_factory):
-    """A FaceStore of every frame (face and mouth crops) of two sample reals (carphone_pristine,
-    jesper_webcam) and of one naive swap each way, built once per session (about 15 s)."""
+    """A FaceStore of every frame (face, mouth and FFHQ crops) of two sample reals (carphone_pristine,
+    jesper_webcam) and of one naive swap each way, built once per session (about 20 s)."""
     from dftoolkit.generators import build_dataset
     from dftoolkit.preprocess import PreprocessConfig, preprocess
 
@@ -75,5 +75,5 @@ def swap_store(samples_manifest, tmp_path_factory):
     reals = samples_manifest.filter(lambda r: r.video_id in ("carphone_pristine", "jesper_webcam"))
     corpus = build_dataset(reals, out / "corpus", methods=["swap"], blends=["naive"], crf=None, workers=1)
     return preprocess(
-        corpus, out / "store", PreprocessConfig(crops=("face", "mouth"), policy="all"), workers=1
+        corpus, out / "store", PreprocessConfig(crops=("face", "mouth", "ffhq"), policy="all"), workers=1
     ).store

@@ -58,6 +58,7 @@ def test_demo_runs_every_stage(samples_manifest, tmp_path):
 
     from dftoolkit.corpora import index_corpus
     from dftoolkit.fetch import debian_available
+    from dftoolkit.manifest import Manifest
     from dftoolkit.preprocess import FaceStore
 
     result = runner.invoke(app, ["--quiet", "demo", "--out", str(tmp_path), "--frames", "8"])
@@ -85,6 +86,16 @@ def test_demo_runs_every_stage(samples_manifest, tmp_path):
         audit = json.loads((tmp_path / "audit" / "audit.json").read_text())
         (everything,) = [r for r in audit["rows"] if r["scope"] == "srdf" and r["feature"] == "all metadata"]
         assert everything["auc"] <= 0.65 and not everything["flagged"]
+        # step 11: both small detectors trained on the corpus's split and tested on its held-out part
+        split = Manifest.read_parquet(tmp_path / "detectors" / "manifest.parquet")
+        for part in ("train", "val", "test"):
+            assert {r.label for r in split if r.split == part} == {0, 1}
+        for name in ("lipforensics", "stil"):
+            metrics = json.loads((tmp_path / "detectors" / name / "test" / "metrics.json").read_text())
+            assert "trained from random (seed 0)" in metrics["initialisation"]
+            assert metrics["video"]["n"] == len([r for r in split if r.split == "test"])
+            assert metrics["video"]["auc"] is not None
+        assert "trained from random weights" in result.output
 
 
 def test_console_script_is_installed():

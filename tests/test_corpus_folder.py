@@ -194,3 +194,23 @@ def test_validate_reports_empty_and_corrupt(tree):
         ("fake/Deepfakes", [], ["d.mp4"]),
         ("real/youtube", ["b.mp4"], []),
     ]
+
+
+def test_label_mode_gives_every_video_one_label(tree):
+    manifest = index_corpus("folder", tree, label="fake")
+    assert {r.video_id: (r.relpath, r.label, r.method) for r in manifest} == {
+        "real-a": ("real/a.mp4", 1, "fake"),  # the folders' names mean nothing in label mode
+        "real-youtube-b": ("real/youtube/b.mp4", 1, "fake"),
+        "fake-c": ("fake/c.mp4", 1, "fake"),
+        "fake-Deepfakes-d": ("fake/Deepfakes/d.mp4", 1, "fake"),
+        "fake-FaceSwap-x-e": ("fake/FaceSwap/x/e.avi", 1, "fake"),
+    }
+    assert {r.label for r in index_corpus("folder", tree / "real", label=0)} == {0}
+    assert validate_corpus("folder", tree, label="real").ok
+    with pytest.raises(CorpusError, match="label must be 0, 1, real or fake, got 'maybe'"):
+        index_corpus("folder", tree, label="maybe")
+    with pytest.raises(CorpusError, match="not both"):
+        index_corpus("folder", tree, label="fake", csv="list.csv")
+    (tree / "empty").mkdir()
+    with pytest.raises(CorpusError, match="no video files"):
+        index_corpus("folder", tree / "empty", label="fake")

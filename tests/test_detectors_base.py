@@ -81,3 +81,27 @@ def test_default_loss_is_bce_of_the_fake_logit():
     expected = -(labels * p.log() + (1 - labels) * (1 - p).log()).mean()
     assert torch.allclose(loss, expected, atol=1e-6)
     assert count_parameters(on_meta(lambda: torch.nn.Linear(1000, 1000))) == 1_001_000
+
+
+@pytest.mark.parametrize("name", list_detectors())
+def test_every_recipe_is_a_valid_training_config_and_builds(name):
+    from dftoolkit.detectors import detector_recipe, detector_recipes
+    from dftoolkit.detectors.train import TrainConfig
+
+    recipes = detector_recipes(name)
+    assert set(recipes) == {"paper", "small"}
+    for recipe, values in recipes.items():
+        settings = {k: v for k, v in values.items() if k != "config"}
+        TrainConfig(**settings)  # a misspelt or bad field raises
+        assert on_meta(lambda values=values: build_detector(name, values["config"])).spec.frames >= 1, recipe
+    with pytest.raises(KeyError, match="has no recipe 'fast'"):
+        detector_recipe(name, "fast")
+
+
+def test_a_recipe_must_name_its_config():
+    from dftoolkit.detectors.base import register_detector
+
+    with pytest.raises(ValueError, match="without a config: \\['small'\\]"):
+        register_detector("x", "x", recipes={"small": {"lr": 1.0}})
+    with pytest.raises(ValueError, match="recipes are named"):
+        register_detector("x", "x", recipes={"quick": {"config": "small"}})

@@ -30,7 +30,7 @@ def store(swap_store):
     table["video_id"] = FEW
     bad = ~table.frame_index.isin([0, 10, 20])
     table.loc[bad, ["status", "reason"]] = ["no_face", "made faceless for the test"]
-    for column in ("crop_path_face", "crop_path_mouth"):
+    for column in ("crop_path_face", "crop_path_mouth", "crop_path_ffhq"):
         table.loc[bad, column] = None
     folder = made.root / "videos" / "srdf"
     (folder / FEW).mkdir()

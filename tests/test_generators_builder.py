@@ -55,6 +55,9 @@ def test_every_method_and_blend_is_written_with_its_original(built, reals):
     perturbed = {r.video_id: r for r in manifest if r.label == 0 and r.perturbation is not None}
     assert perturbed.keys() == {f"{name}-CS5" for name in TWO}  # the reals get the fakes' chains too
     assert {r.perturbation for r in perturbed.values()} == {"CS:5"}
+    # a perturbed copy names its original, so no split can put the two apart (a leak of the footage)
+    assert {name: r.original_id for name, r in perturbed.items()} == {f"{name}-CS5": name for name in TWO}
+    assert all(r.original_id is None for r in originals.values())
     for fake in fakes:
         original = originals[fake.original_id]
         target = VideoReader(out / original.relpath)

@@ -202,6 +202,15 @@ def test_planted_original_leak_is_reported(tmp_path):
     assert check_leaks(manifest, originals=False) == []
 
 
+def test_a_perturbed_copy_of_a_real_stays_with_its_original(tmp_path):
+    copy = VideoRecord("dfdc", "r003-CS5", "originals/r003-CS5.mp4", 0, split="val", original_id="r003")
+    manifest = manifest_of([*dfdc(), copy], tmp_path)
+    assert [(leak.kind, leak.key) for leak in check_leaks(manifest)] == [("original", "dfdc:r003")]
+    for seed in range(3):
+        split = {r.video_id: r.split for r in grouped_split(manifest, seed=seed, by=("original",))}
+        assert split["r003-CS5"] == split["r003"] == split["r003f0"]
+
+
 def test_fakes_of_an_original_missing_from_the_manifest_still_group(tmp_path):
     records = [r for r in dfdc() if r.video_id != "r003"]
     records = [r.replace(split="test") if r.video_id == "r003f2" else r for r in records]

@@ -7,13 +7,14 @@ FaceStore and show its yield table and a contact sheet of crops, landmarks and m
 SR-DF-style corpus of fakes (swap and reenactment, two blends, clean and randomly perturbed) with a
 contact sheet per fake; audit the built corpus for label shortcuts (can the encoding, size or length
 of a file tell real from fake?); score the sample corpus and the fakes side by side (the quality
-report).
+report); split the built corpus, preprocess it, and train and test small reference detectors on it.
 """
 
 from __future__ import annotations
 
 import csv
 import time
+from collections import Counter
 from pathlib import Path
 
 import typer
@@ -24,6 +25,7 @@ from dftoolkit.cli._render import dataframe_table
 from dftoolkit.corpora import index_corpus, validate_corpus
 from dftoolkit.export import export_manifest
 from dftoolkit.fileio import atomic_path
+from dftoolkit.manifest import Manifest
 from dftoolkit.preprocess import PreprocessConfig, preprocess
 from dftoolkit.probing import probe_manifest
 from dftoolkit.progress import progress
@@ -31,6 +33,9 @@ from dftoolkit.samples import fetch_samples
 from dftoolkit.sheets import contact_sheet, write_png
 from dftoolkit.splits import check_leaks, grouped_split, split_summary
 from dftoolkit.video import VideoReader, sample_indices
+
+DEMO_DETECTORS = ("lipforensics", "stil")
+"""Detectors step 11 trains by default (their small recipes)."""
 
 
 def _write_corpus_csv(path: Path, samples) -> None:
@@ -45,14 +50,22 @@ def demo(
     out: Path = typer.Option(Path("demo-out"), "--out", "-o", help="Folder for the demo's outputs."),
     frames: int = option(PreprocessConfig, "frames"),
     workers: int = typer.Option(0, help="Processes of every parallel step (0: one per core)."),
+    detectors: str = typer.Option(
+        ",".join(DEMO_DETECTORS),
+        help="Reference detectors trained and tested in step 11, comma-separated (see `dftoolkit "
+        "detectors`; empty: skip the step). Small presets from random weights.",
+    ),
 ) -> None:
     """The toolkit end to end on real sample media (fetched once), every output under --out.
 
     1 fetch the samples; 2 validate and 3 index them as a corpus (probed); 4 split by person without
     leaks; 5 export; 6 sample frames (contact sheet); 7 preprocess the faces into a FaceStore; 8
     generate an SR-DF-style corpus of fakes; 9 audit it for label shortcuts; 10 score the samples and
-    the fakes side by side (quality report). Steps 8-10 need the Debian samples (two people).
+    the fakes side by side (quality report); 11 train and test small reference detectors on the
+    corpus. Steps 8-11 need the Debian samples (two people).
     """
+    names = [name.strip() for name in detectors.split(",") if name.strip()]
+    _check_detectors(names)
     console = Console()
     processes = workers or None
     samples = fetch_samples()
@@ -113,24 +126,39 @@ def demo(
     store.sheet(shown, faces_sheet, crops=config.crops, max_frames=8)
     console.print(f"   crops, landmarks and masks of {shown}: {faces_sheet.resolve()}")
 
-    if _generate(console, indexed, out / "srdf", processes):
+    corpus = _generate(console, indexed, out / "srdf", processes)
+    if corpus is not None:
         _audit(console, out / "srdf", out / "audit", processes)
         _quality(console, indexed, out / "srdf", out / "quality", processes)
+        if names:
+            _detectors(console, corpus, out / "detectors", names, processes)
 
 
 # One talking head per person: the generator pairs different people.
 GENERATOR_REALS = ("carphone_pristine", "jesper_webcam", "hello_720p")
 
 
-def _generate(console: Console, indexed, out: Path, workers: int | None) -> bool:
-    """Step 8; False when it could not run."""
+def _check_detectors(names: list[str]) -> None:
+    """Exit 2 naming an unknown detector, or one without a ``small`` recipe, before any work."""
+    from dftoolkit.cli._render import fail
+    from dftoolkit.detectors import detector_recipes, list_detectors
+
+    for name in names:
+        if name not in list_detectors():
+            fail(f"--detectors: unknown detector {name!r}; known: {', '.join(list_detectors())}")
+        if "small" not in detector_recipes(name):
+            fail(f"--detectors: {name!r} has no small recipe to train on a CPU")
+
+
+def _generate(console: Console, indexed, out: Path, workers: int | None) -> Manifest | None:
+    """Step 8: the built corpus, or None when it could not be built."""
     from dftoolkit.generators import build_dataset
     from dftoolkit.generators.builder import BuildReport
 
     reals = indexed.filter(lambda r: r.video_id in GENERATOR_REALS)
     if len({r.target_id for r in reals}) < 2:
         console.print("[bold]8. Generate[/bold]: skipped (needs two people; the Debian samples are missing)")
-        return False
+        return None
     report = BuildReport(out)
     corpus = build_dataset(
         reals,
@@ -156,7 +184,7 @@ def _generate(console: Console, indexed, out: Path, workers: int | None) -> bool
     console.print(dataframe_table(table, f"{out / 'manifest.parquet'} ({len(corpus)} videos)"))
     fake = next(r for r in corpus if r.label == 1 and r.perturbation is None)
     console.print(f"   original | fake | mask | difference: {(out / 'sheets' / fake.video_id).resolve()}.png")
-    return True
+    return corpus
 
 
 def _audit(console: Console, corpus: Path, out: Path, workers: int | None) -> None:
@@ -188,6 +216,91 @@ def _quality(console: Console, indexed, fakes: Path, out: Path, workers: int | N
             "   The audit's 'all' scope mixes the untouched sample files with the corpus's re-encoded "
             "videos: what it flags is what a detector trained on that mix could learn instead of forgery."
         )
+
+
+def _detectors(console: Console, corpus: Manifest, out: Path, names: list[str], workers: int | None) -> None:
+    """Step 11: split the built corpus by original video, preprocess it, and train (``small`` recipe,
+    random weights) and test each detector of ``names`` on it."""
+    import pandas as pd
+    import torch
+
+    from dftoolkit.detectors import build_detector, detector_recipe
+    from dftoolkit.detectors.base import count_parameters, on_meta
+    from dftoolkit.detectors.data import face_dataset
+    from dftoolkit.detectors.evaluate import evaluate
+    from dftoolkit.detectors.train import TrainConfig, load_trained, train
+
+    # Three people cannot fill three splits with pairs of different people: the split keeps each
+    # original with its fakes and copies, and the sources of its swaps fall in other splits.
+    split = grouped_split(corpus, (1 / 3, 1 / 3, 1 / 3), seed=0, by=("original",))
+    crossing = [leak for leak in check_leaks(split) if leak.kind == "identity"]
+    split_path = out / "manifest.parquet"
+    out.mkdir(parents=True, exist_ok=True)
+    split.write_parquet(split_path)
+    recipes = {name: detector_recipe(name, "small") for name in names}
+    specs = {name: on_meta(lambda n=name: build_detector(n, recipes[n]["config"])).spec for name in names}
+    crops = tuple(sorted({spec.crop for spec in specs.values()}))
+    # the first 32 frames: runs of consecutive frames for clip detectors; face crops wide enough for
+    # STIL's 1.0-1.5x training crops
+    config = PreprocessConfig(crops=crops, frames=32, policy="stride", scale=1.5)
+    report = preprocess(split, out / "faces", config, workers=workers)
+    console.print(
+        f"[bold]11. Detectors[/bold] on the built corpus, split by original video ({split_path}): "
+        f"{dict(Counter(r.split for r in split))} videos; the first {config.frames} frames of each "
+        f"preprocessed ({report.frames} frames in {report.seconds:.1f} s)"
+    )
+    console.print(
+        f"   [yellow]{len(crossing)} identity crossing(s): with three people the sources of the swaps sit "
+        "in other splits, so these numbers also test faces seen in training. A real corpus is split by "
+        "identity (`dftoolkit split`).[/yellow]"
+    )
+    rows = []
+    for name in names:
+        recipe = recipes[name]
+        torch.manual_seed(0)
+        model = build_detector(name, recipe.pop("config"))
+        sets = {
+            part: face_dataset(report.store, model.spec, split=part, train=part == "train", manifest=split)
+            for part in ("train", "val", "test")
+        }
+        run = out / name
+        result = train(
+            model, sets["train"], sets["val"], TrainConfig(**recipe), run, initialisation="random (seed 0)"
+        )
+        load_trained(model, result.best_checkpoint)
+        initialisation = f"{result.best_checkpoint} (epoch {result.best_epoch}, trained from random (seed 0))"
+        video = evaluate(
+            model, sets["test"], run / "test", initialisation=initialisation, bootstrap=200
+        ).video
+        rows.append(
+            {
+                "detector": name,
+                "params": count_parameters(model),
+                "clips": "/".join(str(len(sets[p])) for p in ("train", "val", "test")),
+                "epochs": result.epochs,
+                "best (val AUC)": f"{result.best_epoch} ({result.best_auc:.2f})",
+                "AUC": _number(video["auc"]),
+                "ACC": _number(video["acc@0.5"]),
+                "EER": _number(video["eer"]),
+                "log-loss": _number(video["log_loss"]),
+            }
+        )
+        skipped = {part: len(data.skipped) for part, data in sets.items() if data.skipped}
+        if skipped:
+            console.print(f"   [yellow]{name}: videos skipped per split {skipped} (see {run})[/yellow]")
+    title = "small detectors on the test split, video level (clips: train/val/test; ACC at 0.5)"
+    console.print(dataframe_table(pd.DataFrame(rows), title))
+    console.print(
+        "   These are tiny models (the small presets) trained from random weights for a few epochs on "
+        "about ten videos: the table shows the harness working end to end, not how well the detectors "
+        "or the data perform. Each metrics.json records the initialisation. The same with the command "
+        f"line: dftoolkit train {out / 'faces'} --manifest {split_path} -d stil --recipe small -o RUN",
+        soft_wrap=True,
+    )
+
+
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def register(app: typer.Typer) -> None:

@@ -63,7 +63,8 @@ def _safe_id(name: str) -> str:
 
 @register_corpus
 class FolderCorpus(Corpus):
-    """Any tree with ``real/`` and ``fake/`` folders, or any videos listed in a CSV.
+    """Any tree with ``real/`` and ``fake/`` folders, any videos listed in a CSV, or any folder of
+    videos of one label.
 
     Folder mode: every video under ``real/`` and ``fake/`` (sub-folders included) is a record;
     ``video_id`` is the path without suffix, ``/`` replaced by ``-`` (``fake/Deepfakes/x.mp4`` ->
@@ -77,9 +78,14 @@ class FolderCorpus(Corpus):
     video_id defaults as in folder mode, the method to ``"real"``/``"fake"``. Every listed file
     must exist and be a file (not a folder).
 
+    Label mode (``label`` given): every video under the root (sub-folders included) gets that
+    label; ids as in folder mode, the method ``"real"``/``"fake"``. For a folder of videos to score
+    whose label is known as a whole (e.g. clips collected as fakes).
+
     Options:
         dataset: the dataset name (default: the root folder's name, made a safe id).
         csv: None for folder mode, else the CSV file (relative to the root, or absolute).
+        label: None, or ``0``/``1``/``real``/``fake`` for label mode (not with ``csv``).
     """
 
     name: ClassVar[str] = "folder"
@@ -88,9 +94,21 @@ class FolderCorpus(Corpus):
     )
 
     def index(
-        self, root: Path, *, dataset: str | None = None, csv: str | os.PathLike[str] | None = None
+        self,
+        root: Path,
+        *,
+        dataset: str | None = None,
+        csv: str | os.PathLike[str] | None = None,
+        label: str | int | None = None,
     ) -> Manifest:
         dataset = dataset or _safe_id(root.name)
+        if label is not None:
+            label = _label_of(label, csv)
+            names = list(list_files(root, VIDEO_SUFFIXES, recursive=True))
+            if not names:
+                raise CorpusError(f"{root}: no video files ({', '.join(VIDEO_SUFFIXES)}) under it")
+            files = [(name, label, ("real", "fake")[label]) for name in names]
+            return build_manifest(_tree_records(root, dataset, files), root)
         if csv is not None:
             csv_path, records = self._read_csv(root, csv, dataset)
             listed = [path for record in records for path in (record.relpath, record.mask_relpath) if path]
@@ -102,27 +120,28 @@ class FolderCorpus(Corpus):
                 )
             return build_manifest(records, root)
         self._check_folders(root)
-        records = []
-        seen: dict[str, str] = {}
-        for top, label in TOPS:
-            for name in list_files(root / top, VIDEO_SUFFIXES, recursive=True):
-                relpath = f"{top}/{name}"
-                video_id = _default_id(relpath)
-                if video_id in seen:
-                    raise CorpusError(
-                        f"{root}: {seen[video_id]} and {relpath} both make video_id {video_id!r}"
-                    )
-                seen[video_id] = relpath
-                method = ("fake" if "/" not in name else name.split("/", 1)[0]) if label else "real"
-                try:
-                    records.append(VideoRecord(dataset, video_id, relpath, label, method=method))
-                except RecordError as err:
-                    raise CorpusError(f"{root / relpath}: {err}") from None
-        return build_manifest(records, root)
+        files = [
+            (
+                f"{top}/{name}",
+                label,
+                ("fake" if "/" not in name else name.split("/", 1)[0]) if label else "real",
+            )
+            for top, label in TOPS
+            for name in list_files(root / top, VIDEO_SUFFIXES, recursive=True)
+        ]
+        return build_manifest(_tree_records(root, dataset, files), root)
 
     def layout(
-        self, root: Path, *, dataset: str | None = None, csv: str | os.PathLike[str] | None = None
+        self,
+        root: Path,
+        *,
+        dataset: str | None = None,
+        csv: str | os.PathLike[str] | None = None,
+        label: str | int | None = None,
     ) -> list[ExpectedFolder]:
+        if label is not None:
+            kind = "fake" if _label_of(label, csv) else "real"
+            return [ExpectedFolder("", required=True, recursive=True, description=f"{kind} videos")]
         if csv is not None:
             csv_path, records = self._read_csv(root, csv, dataset or _safe_id(root.name))
             listed = [path for record in records for path in (record.relpath, record.mask_relpath) if path]
@@ -193,6 +212,33 @@ class FolderCorpus(Corpus):
             first_line[record.video_id] = line
             records.append(record)
         return path, records
+
+
+def _tree_records(root: Path, dataset: str, files: list[tuple[str, int, str]]) -> list[VideoRecord]:
+    """Records of ``(relpath, label, method)`` files, ids from their paths; CorpusError when two
+    paths make one id or a record is invalid (naming the file)."""
+    records = []
+    seen: dict[str, str] = {}
+    for relpath, label, method in files:
+        video_id = _default_id(relpath)
+        if video_id in seen:
+            raise CorpusError(f"{root}: {seen[video_id]} and {relpath} both make video_id {video_id!r}")
+        seen[video_id] = relpath
+        try:
+            records.append(VideoRecord(dataset, video_id, relpath, label, method=method))
+        except RecordError as err:
+            raise CorpusError(f"{root / relpath}: {err}") from None
+    return records
+
+
+def _label_of(value: str | int, csv: object) -> int:
+    """The label option as 0/1; CorpusError when it is not a label or comes with a CSV."""
+    if csv is not None:
+        raise CorpusError("give label= or csv=, not both: a CSV lists each video's own label")
+    label = LABEL_VALUES.get(str(value).strip().lower())
+    if label is None:
+        raise CorpusError(f"label must be 0, 1, real or fake, got {value!r}")
+    return label
 
 
 def _csv_record(cells: dict[str, str | None], dataset: str) -> VideoRecord:

@@ -66,6 +66,11 @@ RSS_METHOD = (
     "backward's includes the parameter gradients it creates"
 )
 CUDA_METHOD = "torch.cuda.max_memory_allocated during the call minus torch.cuda.memory_allocated before it"
+STYLEFLOW_NOTE = (
+    "StyleFlow's model_input caches each frame's pSp latents: the warm-up call encodes the clip's frames "
+    "and the timed forward / forward + backward are StyleGRU's on the cached latents (as in training from "
+    "the second epoch on); psp_encoder times the frozen encoder alone, per frame"
+)
 
 
 def clip_shape(model: Detector) -> tuple[int, ...]:
@@ -79,21 +84,30 @@ def clip_shape(model: Detector) -> tuple[int, ...]:
 
 
 def make_items(model: Detector, count: int, seed: int) -> list[ClipItem]:
-    """``count`` ClipItems of noise, alternately real and fake, each its own video."""
+    """``count`` ClipItems of noise, alternately real and fake, each its own video (with a square
+    mask on the fakes when the spec asks for masks)."""
     gen = torch.Generator().manual_seed(seed)
-    frames = model.spec.frames
-    return [
-        {
+    spec = model.spec
+    items: list[ClipItem] = []
+    for i in range(count):
+        item: ClipItem = {
             "clip": torch.randn(clip_shape(model), generator=gen) + 0.5 * (i % 2),
             "label": torch.tensor(i % 2),
-            "frame_labels": torch.full((frames,), float(i % 2)),
-            "frames": torch.arange(frames),
+            "frame_labels": torch.full((spec.frames,), float(i % 2)),
+            "frames": torch.arange(spec.frames),
             "dataset": "bench",
             "video_id": f"v{seed}_{i:04d}",
             "method": "noise" if i % 2 else "-",
         }
-        for i in range(count)
-    ]
+        if spec.masks:
+            mask = torch.zeros((spec.frames, 1, spec.size, spec.size))
+            mask[..., spec.size // 4 : 3 * spec.size // 4, spec.size // 4 : 3 * spec.size // 4] = i % 2
+            item["mask"], item["mask_weight"] = (
+                (mask[0] if spec.layout == "NCHW" else mask),
+                torch.tensor(1.0),
+            )
+        items.append(item)
+    return items
 
 
 def stack(items: list[ClipItem], device: torch.device) -> dict[str, Any]:
@@ -151,26 +165,26 @@ def measure_model(name: str, config: str, batch: int, repeats: int, device: torc
     torch.manual_seed(0)
     model = build_detector(name, config).to(device)
     data = stack(make_items(model, batch, seed=1), device)
-    x, labels = data["clip"], data["label"]
+    labels = data["label"]
     cuda = device.type == "cuda"
     fmt = torch.channels_last_3d if model.spec.layout == "NCTHW" else torch.channels_last
-    x_cl = x.to(memory_format=fmt) if x.dim() in (4, 5) else x
+    channels_last = {**data, "clip": data["clip"].to(memory_format=fmt)}
 
     def forward() -> None:
         model.eval()
         with torch.inference_mode():
-            model(x)
+            model(model.model_input(data))
 
-    def forward_backward(amp: bool = False, clips: torch.Tensor = x) -> None:
+    def forward_backward(amp: bool = False, batch: dict[str, Any] = data) -> None:
         model.train()
         model.zero_grad(set_to_none=True)
         with torch.autocast("cuda", dtype=torch.float16, enabled=amp):
-            loss = sum(model.losses(model(clips), labels, data).values())
+            loss = sum(model.losses(model(model.model_input(batch)), labels, batch).values())
         loss.backward()  # type: ignore[union-attr]
 
     runs: dict[str, Callable[[], None]] = {"forward": forward, "forward_backward": forward_backward}
     if cuda:
-        runs["forward_backward_amp_channels_last"] = lambda: forward_backward(True, x_cl)
+        runs["forward_backward_amp_channels_last"] = lambda: forward_backward(True, channels_last)
     memory: dict[str, int] = {}
     for label, run in runs.items():  # warm-up, one call each, measuring the peak
         if cuda:
@@ -194,6 +208,17 @@ def measure_model(name: str, config: str, batch: int, repeats: int, device: torc
     out: dict[str, Any] = {"batch": batch, "repeats": repeats, "clip_shape": list(clip_shape(model))}
     for label in runs:
         out[label] = {**_summary(times[label], batch), "peak_memory_mib": round(memory[label] / 2**20, 1)}
+    if name == "styleflow":  # the clips' latents were cached by the warm-up: the times above are StyleGRU's
+        frames = data["clip"][0].transpose(0, 1)  # (T, 3, H, W)
+        seconds = []
+        for _ in range(repeats):
+            _sync(device)
+            start = time.perf_counter()
+            with torch.inference_mode():
+                model.encode(frames)
+            _sync(device)
+            seconds.append(time.perf_counter() - start)
+        out["psp_encoder"] = _summary(seconds, len(frames)) | {"per": "frame", "note": STYLEFLOW_NOTE}
     return out
 
 
@@ -241,7 +266,7 @@ def harness(name: str, args: argparse.Namespace, device: torch.device) -> dict[s
         start = time.perf_counter()
         for batch in batches:
             with torch.autocast("cuda", dtype=torch.float16, enabled=amp):
-                loss = sum(model.losses(model(batch["clip"]), batch["label"], batch).values())
+                loss = sum(model.losses(model(model.model_input(batch)), batch["label"], batch).values())
             scaler.scale(loss).backward()  # type: ignore[arg-type]
             scaler.step(optimizer)
             scaler.update()

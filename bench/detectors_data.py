@@ -1,13 +1,16 @@
-"""Detector data pipeline benchmark: clips/s of FaceClipDataset through ``loader`` on a real store.
+"""Detector data pipeline benchmark: clips/s of each detector's dataset (``face_dataset``) through
+``loader`` on a real store.
 
-The store holds every frame (policy ``all``, face and mouth crops at the defaults: face 256 px at
-scale 1.3, mouth 96 px) of two sample reals and one naive swap of each (4 videos, 376 frames); a
-second store has face crops at scale 1.5, wide enough for all of STIL's training scales (1.0-1.5:
-from 1.3 crops, a clip drawn above 1.3 is cut from the video instead). Per detector spec (STIL
-and LipForensics, small and full) and mode (train: random sampling, random scale for STIL, default
-augmentation; test), the loader runs with 0 and 2 workers; after one warm-up epoch (which starts
-the persistent workers) ``--epochs`` epochs are timed, best of 3. For scale, the small models' CPU
-training step (forward + backward, same batches) is timed too. Prints JSON.
+The store holds every frame (policy ``all``, face, mouth and FFHQ crops at the defaults: face 256 px
+at scale 1.3, mouth 96 px, FFHQ 256 px) of two sample reals and one naive swap of each (4 videos,
+376 frames); a second store has face crops at scale 1.5, wide enough for all of STIL's training
+scales (1.0-1.5: from 1.3 crops, a clip drawn above 1.3 is cut from the video instead). Per detector
+spec (every registered detector, small and full) and mode (train: random sampling and scale, the
+default augmentation where the spec allows it; test), the loader runs with 0 and 2 workers; after
+one warm-up epoch (which starts the persistent workers) ``--epochs`` epochs are timed, best of 3. An
+image detector's items are frames (32 per video). For scale, the small models' CPU training step
+(forward + backward, same batches; StyleFlow's on latents cached by the first pass) is timed too.
+Prints JSON.
 
     python bench/detectors_data.py [--epochs 5] [--batch 4] [--threads N]
 """
@@ -24,10 +27,11 @@ import time
 from pathlib import Path
 
 import torch
+from torch.utils.data import Dataset
 
-from dftoolkit.detectors import build_detector
+from dftoolkit.detectors import build_detector, list_detectors
 from dftoolkit.detectors.base import on_meta
-from dftoolkit.detectors.data import FaceClipDataset, default_augment, loader
+from dftoolkit.detectors.data import face_dataset, loader
 from dftoolkit.generators import build_dataset
 from dftoolkit.preprocess import PreprocessConfig, preprocess
 from dftoolkit.samples import fetch_samples
@@ -35,7 +39,7 @@ from dftoolkit.samples import fetch_samples
 REALS = ("carphone_pristine", "jesper_webcam")
 
 
-def rate(data: FaceClipDataset, train: bool, workers: int, epochs: int, batch: int) -> float:
+def rate(data: Dataset, train: bool, workers: int, epochs: int, batch: int) -> float:
     """Best of 3: clips/s over ``epochs`` epochs after a warm-up one."""
     load = loader(data, batch, train=train, workers=workers)
     list(load)
@@ -49,7 +53,7 @@ def rate(data: FaceClipDataset, train: bool, workers: int, epochs: int, batch: i
     return round(best, 1)
 
 
-def model_rate(name: str, data: FaceClipDataset, batch: int) -> float:
+def model_rate(name: str, data: Dataset, batch: int) -> float:
     """Clips/s of the small model's CPU training step on this data (best of 3 passes)."""
     model = build_detector(name, "small").train()
     batches = list(loader(data, batch, train=True))
@@ -58,7 +62,7 @@ def model_rate(name: str, data: FaceClipDataset, batch: int) -> float:
         start = time.perf_counter()
         for b in batches:
             model.zero_grad()
-            sum(model.losses(model(b["clip"]), b["label"], b).values()).backward()
+            sum(model.losses(model(model.model_input(b)), b["label"], b).values()).backward()
         best = max(best, sum(len(b["video_id"]) for b in batches) / (time.perf_counter() - start))
     return round(best, 1)
 
@@ -76,18 +80,18 @@ def main() -> None:
         corpus = build_dataset(
             reals, Path(tmp) / "corpus", methods=["swap"], blends=["naive"], crf=None, workers=1
         )
-        config = PreprocessConfig(crops=("face", "mouth"), policy="all")
+        config = PreprocessConfig(crops=("face", "mouth", "ffhq"), policy="all")
         stores = {1.3: preprocess(corpus, Path(tmp) / "store", config, workers=1).store}
         wide = PreprocessConfig(crops=("face",), policy="all", scale=1.5)
         stores[1.5] = preprocess(corpus, Path(tmp) / "wide", wide, workers=1).store
         results = []
         for name, size, train, scale in itertools.product(
-            ("stil", "lipforensics"), ("small", "full"), (True, False), (1.3, 1.5)
+            list_detectors(), ("small", "full"), (True, False), (1.3, 1.5)
         ):
             spec = on_meta(lambda name=name, size=size: build_detector(name, size)).spec
             if spec.crop != "face" and scale != 1.3:
                 continue
-            data = FaceClipDataset(stores[scale], spec, train=train, augment=default_augment(spec))
+            data = face_dataset(stores[scale], spec, split=None, train=train)
             row = {"detector": name, "config": size, "mode": "train" if train else "test"}
             if spec.crop == "face":
                 row["store_face_scale"] = scale

@@ -216,3 +216,11 @@ def test_sheet_without_video_id_is_a_usage_error(samples_manifest, tmp_path):
 def test_demo_takes_workers_and_short_out():
     result = runner.invoke(app, ["demo", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0 and "--workers" in result.stdout and "-o" in result.stdout
+
+
+def test_demo_refuses_an_unknown_detector_before_any_work(tmp_path):
+    out = tmp_path / "demo"
+    result = runner.invoke(app, ["demo", "-o", str(out), "--detectors", "stil,nope"])
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == 2 and len(lines) == 1 and "unknown detector 'nope'" in lines[0]
+    assert "ddl, lipforensics, m2tr, stil, styleflow" in lines[0] and not out.exists()

@@ -46,6 +46,7 @@ import numpy as np
 
 from dftoolkit import __version__
 from dftoolkit.config import override, write_config
+from dftoolkit.faces.geometry import box_matrix, warp
 from dftoolkit.faces.tracking import FaceTrack, face_track
 from dftoolkit.fileio import atomic_path, atomic_write_text
 from dftoolkit.generators.base import BLENDS, Blend, get_blend, get_method
@@ -509,7 +510,13 @@ def _real_job(job: _RealJob) -> _Done:
     return _Done(made=len(job.outputs))
 
 
+SHEET_SIDE = 160
+"""Side in pixels of each frame of a fake's sheet: the square around the manipulated region."""
+
+
 def _sheet(path: Path, kept: dict[str, list[np.ndarray]], blend: str) -> None:
+    """Original | fake | mask | difference of the kept frames, each cut to the square around the
+    union of their masks (1.6 times its longer side), so a small face in a large frame fills it."""
     fakes = kept[blend]
     rows = [
         ("original", kept["original"]),
@@ -517,7 +524,11 @@ def _sheet(path: Path, kept: dict[str, list[np.ndarray]], blend: str) -> None:
         ("mask", kept["mask"]),
         ("|fake - original| x4", [_difference(f, o) for f, o in zip(fakes, kept["original"], strict=True)]),
     ]
-    write_png(path, contact_sheet(rows, height=128))
+    ys, xs = np.nonzero(np.max(kept["mask"], axis=0) > 127)
+    if len(xs):
+        square = box_matrix(np.array([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]]), SHEET_SIDE, 1.6)[0]
+        rows = [(label, list(warp(frames, square, SHEET_SIDE))) for label, frames in rows]
+    write_png(path, contact_sheet(rows, height=SHEET_SIDE))
 
 
 def _write_provenance(

@@ -306,3 +306,21 @@ def test_reals_and_fakes_share_one_encoding_read_back_from_the_files(reals, tmp_
         assert (tmp_path / "l" / original.relpath).samefile(
             reals.path_of(reals.filter(video_id=original.video_id)[0])
         )
+
+
+def test_a_sheet_shows_the_manipulated_region_not_the_whole_frame(tmp_path):
+    """A 40 px face in a 1280x720 frame fills the sheet's squares (about 1/1.6^2 of each)."""
+    import cv2
+
+    from dftoolkit.generators.builder import SHEET_SIDE, _sheet
+    from dftoolkit.sheets import _LABEL_WIDTH
+
+    frame = np.zeros((720, 1280, 3), np.uint8)
+    mask = np.zeros((720, 1280), np.uint8)
+    mask[300:340, 600:640] = 255
+    kept = {"original": [frame] * 2, "naive": [frame] * 2, "mask": [mask] * 2}
+    _sheet(tmp_path / "s.png", kept, "naive")
+    sheet = cv2.imread(str(tmp_path / "s.png"), cv2.IMREAD_GRAYSCALE)
+    rows = sheet.reshape(4, SHEET_SIDE + 2, -1)[:, :SHEET_SIDE, _LABEL_WIDTH:]
+    assert rows.shape[2] == 2 * SHEET_SIDE  # two frames a row, each a square
+    assert abs((rows[2] > 127).mean() - 1 / 1.6**2) < 0.03 and (rows[[0, 1, 3]] == 0).all()

@@ -12,19 +12,23 @@ report); split the built corpus, preprocess it, and train and test small referen
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import json
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from dftoolkit.cli._config import option
 from dftoolkit.cli._render import dataframe_table
 from dftoolkit.corpora import index_corpus, validate_corpus
 from dftoolkit.export import export_manifest
-from dftoolkit.fileio import atomic_path
+from dftoolkit.fileio import atomic_path, atomic_write_text
 from dftoolkit.manifest import Manifest
 from dftoolkit.preprocess import PreprocessConfig, preprocess
 from dftoolkit.probing import probe_manifest
@@ -36,6 +40,31 @@ from dftoolkit.video import VideoReader, sample_indices
 
 DEMO_DETECTORS = ("lipforensics", "stil")
 """Detectors step 11 trains by default (their small recipes)."""
+
+
+class _Timeline:
+    """The demo's wall time per step, kept in ``OUT/stages.json`` (rewritten after every step, so an
+    interrupted run leaves what it finished)."""
+
+    def __init__(self, out: Path) -> None:
+        self.path = out / "stages.json"
+        self.rows: list[dict[str, object]] = []
+
+    @contextlib.contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        yield
+        self.rows.append({"step": name, "seconds": round(time.perf_counter() - start, 1)})
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.path, json.dumps(self.rows, indent=1))
+
+    def table(self) -> Table:
+        import pandas as pd
+
+        frame = pd.DataFrame(
+            [*self.rows, {"step": "total", "seconds": round(sum(r["seconds"] for r in self.rows), 1)}]
+        )
+        return dataframe_table(frame, f"wall time per step ({self.path})")
 
 
 def _write_corpus_csv(path: Path, samples) -> None:
@@ -68,10 +97,33 @@ def demo(
     _check_detectors(names)
     console = Console()
     processes = workers or None
-    samples = fetch_samples()
-    root = samples.root
-    console.print(f"[bold]1. Sample media[/bold]: {len(samples)} real face videos fetched into {root}")
+    timeline = _Timeline(out)
+    with timeline.step("1-5 fetch, validate, index, split, export"):
+        samples = fetch_samples()
+        root = samples.root
+        console.print(f"[bold]1. Sample media[/bold]: {len(samples)} real face videos fetched into {root}")
+        indexed, manifest = _index(console, samples, out, processes)
+    with timeline.step("6 sample frames"):
+        _sample_frames(console, manifest, out, frames)
+    with timeline.step("7 preprocess"):
+        _preprocess(console, manifest, out, frames, processes)
+    with timeline.step("8 generate"):
+        corpus = _generate(console, indexed, out / "srdf", processes)
+    if corpus is not None:
+        with timeline.step("9 audit"):
+            _audit(console, out / "srdf", out / "audit", processes)
+        with timeline.step("10 quality"):
+            _quality(console, indexed, out / "srdf", out / "quality", processes)
+        if names:
+            with timeline.step("11 detectors"):
+                _detectors(console, corpus, out / "detectors", names, processes)
+    console.print(timeline.table())
 
+
+def _index(console: Console, samples, out: Path, workers: int | None) -> tuple[Manifest, Manifest]:
+    """Steps 2-5: the samples validated, indexed and probed (returned), split by person (returned) and
+    exported."""
+    root = samples.root
     corpus_csv = out / "samples.csv"
     _write_corpus_csv(corpus_csv, samples)
     report = validate_corpus("folder", root, probe=True, csv=str(corpus_csv.resolve()), dataset="samples")
@@ -80,22 +132,25 @@ def demo(
         f"[bold]2. Validate[/bold] (folder loader, {corpus_csv}): layout {status}, every file decodes"
     )
     manifest = index_corpus("folder", root, csv=str(corpus_csv.resolve()), dataset="samples")
-    manifest, failures = probe_manifest(manifest, workers=processes, exact=True)
+    manifest, failures = probe_manifest(manifest, workers=workers, exact=True)
     for key, reason in failures.items():
         console.print(f"  [yellow]could not probe {'/'.join(key)}: {reason}[/yellow]")
     table = manifest.to_pandas()[["video_id", "target_id", "frames", "fps", "width", "height"]]
     console.print(dataframe_table(table.round({"fps": 2}), "3. Index (probed: exact frame counts)"))
 
-    indexed = manifest
-    manifest = grouped_split(manifest, (0.5, 0.25, 0.25), seed=0)
-    leaks = check_leaks(manifest)
-    console.print(dataframe_table(split_summary(manifest).round({"share": 3}), "4. Grouped split by person"))
+    split = grouped_split(manifest, (0.5, 0.25, 0.25), seed=0)
+    leaks = check_leaks(split)
+    console.print(dataframe_table(split_summary(split).round({"share": 3}), "4. Grouped split by person"))
     console.print(f"   leaks across splits: {len(leaks)} (a person's videos never straddle two splits)")
-    written = export_manifest(manifest, out / "export")
+    written = export_manifest(split, out / "export")
     console.print(
         "[bold]5. Export[/bold]: " + ", ".join(f"{kind} -> {path}" for kind, path in written.items())
     )
+    return manifest, split
 
+
+def _sample_frames(console: Console, manifest: Manifest, out: Path, frames: int) -> None:
+    """Step 6: ``frames`` evenly spaced frames read from each video, timed; a contact sheet."""
     console.print(f"[bold]6. Sampling[/bold] {frames} evenly spaced frames per video")
     rows = []
     for record in progress(manifest, "reading frames"):
@@ -111,8 +166,11 @@ def demo(
     write_png(sheet_path, contact_sheet(rows))
     console.print(f"   contact sheet of the sampled frames: {sheet_path.resolve()}")
 
+
+def _preprocess(console: Console, manifest: Manifest, out: Path, frames: int, workers: int | None) -> None:
+    """Step 7: every crop kind into ``OUT/faces``; its yield table and a sheet of the hard case."""
     config = PreprocessConfig(crops=("face", "aligned", "ffhq", "mouth"), frames=frames)
-    report = preprocess(manifest, out / "faces", config, workers=processes)
+    report = preprocess(manifest, out / "faces", config, workers=workers)
     console.print(
         f"[bold]7. Preprocess[/bold] ({config.backend} + cascade, {', '.join(config.crops)}): "
         f"{report.processed} videos, {report.frames} frames in {report.seconds:.1f} s "
@@ -125,13 +183,6 @@ def demo(
     faces_sheet = out / f"faces_{shown}.png"
     store.sheet(shown, faces_sheet, crops=config.crops, max_frames=8)
     console.print(f"   crops, landmarks and masks of {shown}: {faces_sheet.resolve()}")
-
-    corpus = _generate(console, indexed, out / "srdf", processes)
-    if corpus is not None:
-        _audit(console, out / "srdf", out / "audit", processes)
-        _quality(console, indexed, out / "srdf", out / "quality", processes)
-        if names:
-            _detectors(console, corpus, out / "detectors", names, processes)
 
 
 # One talking head per person: the generator pairs different people.

@@ -46,7 +46,6 @@ import numpy as np
 
 from dftoolkit import __version__
 from dftoolkit.config import override, write_config
-from dftoolkit.faces.geometry import box_matrix, warp
 from dftoolkit.faces.tracking import FaceTrack, face_track
 from dftoolkit.fileio import atomic_path, atomic_write_text
 from dftoolkit.generators.base import BLENDS, Blend, get_blend, get_method
@@ -57,6 +56,7 @@ from dftoolkit.locks import locks_output, remove_temporaries
 from dftoolkit.manifest import Manifest
 from dftoolkit.progress import progress
 from dftoolkit.records import VideoRecord
+from dftoolkit.report import face_crop
 from dftoolkit.sheets import contact_sheet, write_png
 from dftoolkit.video import VideoDecodeError, VideoReader, VideoWriter, probe, probe_encoding
 from dftoolkit.workers import Outcome, Stage, check_engine, run_stage, runs_dir, write_run
@@ -526,8 +526,8 @@ def _sheet(path: Path, kept: dict[str, list[np.ndarray]], blend: str) -> None:
     ]
     ys, xs = np.nonzero(np.max(kept["mask"], axis=0) > 127)
     if len(xs):
-        square = box_matrix(np.array([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]]), SHEET_SIDE, 1.6)[0]
-        rows = [(label, list(warp(frames, square, SHEET_SIDE))) for label, frames in rows]
+        box = np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
+        rows = [(label, [face_crop(f, box, SHEET_SIDE, 1.6) for f in frames]) for label, frames in rows]
     write_png(path, contact_sheet(rows, height=SHEET_SIDE))
 
 

@@ -33,11 +33,13 @@ if TYPE_CHECKING:
     from dftoolkit.quality.report import QualityConfig
 
 __all__ = [
+    "BETTER",
     "FILES",
     "METRICS",
     "PER_VIDEO",
     "QUALITY_METRICS",
     "TSNE_FRAMES",
+    "UNITS",
     "Metric",
     "ScoreJob",
     "ScoreStage",
@@ -423,3 +425,19 @@ for _name, _metric, _description in (
 PER_VIDEO = tuple(
     column for name in METRICS if name in QUALITY_METRICS for column in QUALITY_METRICS.get(name).columns
 )
+UNITS = {
+    "mask_ssim": "0-1",
+    "perceptual": "feature distance",
+    "lpips": "0-1",
+    "ewarp": "MSE of [0, 1] RGB",
+    "identity_to_source": "cosine",
+    "identity_to_target": "cosine",
+    "expression_to_source": "inter-ocular distances",
+    "expression_to_target": "inter-ocular distances",
+    "jitter": "inter-ocular distance / frame^2",
+}
+"""The unit of each per-video column."""
+BETTER = {"mask_ssim": "higher", "perceptual": "lower", "lpips": "lower", "ewarp": "lower", "jitter": "lower"}
+"""Which way a column is better for a dataset's realism (the M2TR paper's reading: a fake closer to its
+original in the masked region, steadier in time). The identity and expression columns have no such
+direction: a swap should be near its source's identity, a reenactment near its target's."""

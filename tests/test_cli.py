@@ -55,11 +55,13 @@ def test_samples_list_and_info(samples_manifest):
 @pytest.mark.slow
 def test_demo_runs_every_stage(samples_manifest, tmp_path):
     import cv2
+    import pandas as pd
 
     from dftoolkit.corpora import index_corpus
     from dftoolkit.fetch import debian_available
     from dftoolkit.manifest import Manifest
     from dftoolkit.preprocess import FaceStore
+    from dftoolkit.splits import check_leaks
 
     result = runner.invoke(app, ["--quiet", "demo", "--out", str(tmp_path), "--frames", "8"])
     assert result.exit_code == 0, result.output
@@ -86,16 +88,31 @@ def test_demo_runs_every_stage(samples_manifest, tmp_path):
         audit = json.loads((tmp_path / "audit" / "audit.json").read_text())
         (everything,) = [r for r in audit["rows"] if r["scope"] == "srdf" and r["feature"] == "all metadata"]
         assert everything["auc"] <= 0.65 and not everything["flagged"]
-        # step 11: both small detectors trained on the corpus's split and tested on its held-out part
+        # step 11: both small detectors trained on the corpus's split, tested on its held-out part and
+        # on perturbed copies of it (the benchmark)
         split = Manifest.read_parquet(tmp_path / "detectors" / "manifest.parquet")
         for part in ("train", "val", "test"):
             assert {r.label for r in split if r.split == part} == {0, 1}
+        assert not [leak for leak in check_leaks(split) if leak.kind != "identity"]
+        bench = tmp_path / "detectors" / "benchmark"
         for name in ("lipforensics", "stil"):
-            metrics = json.loads((tmp_path / "detectors" / name / "test" / "metrics.json").read_text())
-            assert "trained from random (seed 0)" in metrics["initialisation"]
+            scores = bench / "scores" / "srdf" / name / "srdf-test"
+            metrics = json.loads((scores / "metrics.json").read_text())
+            assert "random (seed 0)" in metrics["initialisation"]
             assert metrics["video"]["n"] == len([r for r in split if r.split == "test"])
             assert metrics["video"]["auc"] is not None
+        robustness = pd.read_csv(bench / "robustness.csv")
+        assert set(robustness.chain) == {"clean", "GB:2", "GB:4", "JPEG:2", "JPEG:4", "c40"}
+        assert robustness.auc.notna().any() and robustness[robustness.auc.isna()].reason.notna().all()
         assert "trained from random weights" in result.output
+        # the report: every section, its images beside it, the wall time of each step
+        page = (tmp_path / "report.html").read_text()
+        for title in ("Corpus", "Faces", "Fakes", "Shortcut audit", "Quality", "Detectors", "Wall time"):
+            assert f">{title}" in page
+        images = list((tmp_path / "report_files").iterdir())
+        assert len(images) >= 8 and all(f"report_files/{p.name}" in page for p in images)
+        steps = [row["step"] for row in json.loads((tmp_path / "stages.json").read_text())]
+        assert steps[0].startswith("1-5") and steps[-1] == "11 detectors"
 
 
 def test_console_script_is_installed():

@@ -42,6 +42,7 @@ COMMANDS = {
     "detectors": "detectors",
     "train": "detectors",
     "evaluate": "detectors",
+    "benchmark": "benchmark",
     "demo": "demo",
 }
 """Command -> the module of this package that registers it, in the order of the help."""

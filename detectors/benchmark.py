@@ -17,13 +17,18 @@ degradations? A YAML spec (:func:`load_spec`; paths relative to its folder) name
       types: [CS, CC, BW, GNC, GB, JPEG, VC]   # default: all seven DeeperForensics types
       levels: [1, 2, 3, 4, 5]
       compressions: [c23, c40]
+    processes: 2          # optional: training processes per model (default: default_processes())
 
 :func:`run_benchmark` then, in ``DIR``:
 
 1. trains every (train set, model) with :func:`~dftoolkit.detectors.train.train` into
    ``models/<train>/<model>/`` from random weights (``random (seed N)``, N the training seed); a
    finished run whose ``fingerprint.json`` matches (detector, options, settings, the train and
-   val rows, the store) is reused, an interrupted one resumed, another one retrained afresh;
+   val rows, the store) is reused, an interrupted one resumed, another one retrained afresh. With
+   ``processes`` N > 1 a model trains under ``torchrun`` (:func:`torchrun_command`: N DDP processes
+   of ``dftoolkit train``, gloo on a CPU, NCCL on CUDA; ``batch_size`` is per process), its output in
+   the model's ``torchrun.log``; the fingerprint leaves N out, so a model is reused however many
+   processes trained it;
 2. for robustness, perturbs the test split of the robustness test set once per type and level
    (``TYPE:LEVEL``, :func:`~dftoolkit.generators.perturb.perturb_manifest`, seed 0) and per
    compression into ``perturbed/<test>/<TYPE-LEVEL>/corpus/`` and preprocesses it once into
@@ -37,7 +42,8 @@ degradations? A YAML spec (:func:`load_spec`; paths relative to its folder) name
    is reused;
 4. writes the tables and plots (each atomically): ``cross_dataset.csv``/``.json``/``.png``,
    ``per_method.csv``, ``robustness.csv``/``.png``, ``difficulty.json`` and ``benchmark.json``
-   (what was computed and what reused this run, the paths, every model's initialisation).
+   (what was computed and what reused this run, the paths, every model's initialisation,
+   the training processes).
 
 A training or scoring that fails is recorded with its reason (``benchmark.json``'s ``failed``, the
 ``reason`` column of the tables); the others go on. An AUC is a number in [0, 1], or None with the
@@ -52,6 +58,8 @@ import math
 import os
 import re
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,11 +87,13 @@ __all__ = [
     "DataSet",
     "ModelSpec",
     "RobustnessSpec",
+    "default_processes",
     "difficulty",
     "load_spec",
     "parse_spec",
     "robustness_store_config",
     "run_benchmark",
+    "torchrun_command",
 ]
 
 TYPES = ("CS", "CC", "BW", "GNC", "GB", "JPEG", "VC")
@@ -92,11 +102,14 @@ LEVELS = (1, 2, 3, 4, 5)
 COMPRESSIONS = ("c23", "c40")
 FINGERPRINT = "fingerprint.json"
 """In a model's and a score's folder: what it was computed from (compared on a rerun)."""
+TORCHRUN_LOG = "torchrun.log"
+"""In a model's folder when it trained under ``torchrun``: the launcher's and the processes' output."""
 UNSCORED = "unscored.json"
 """In a score's folder instead of ``metrics.json`` when the test set gave the model no usable video:
 ``{"reason": ...}`` (the ``skipped.json`` beside it says why for each video)."""
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
-_SPEC_KEYS = ("train", "detectors", "tests", "robustness")
+_SPEC_KEYS = ("train", "detectors", "tests", "robustness", "processes")
+_ERROR_LINE = re.compile(r"(?:\[rank\d+\]: )?(?:error: (.+)|([\w.]*(?:Error|Exception): .*\S))")
 
 
 # -- the spec -----------------------------------------------------------------------------------------
@@ -154,6 +167,7 @@ class BenchmarkSpec:
     detectors: dict[str, ModelSpec]
     tests: dict[str, DataSet]
     robustness: RobustnessSpec | None = None
+    processes: int | None = None  # training processes per model; None: default_processes()
 
 
 def _keys(where: str, value: Any, allowed: Iterable[str], problems: list[str]) -> dict[str, Any]:
@@ -296,6 +310,11 @@ def parse_spec(data: Any, base: str | os.PathLike[str] = ".") -> BenchmarkSpec:
     models = {n: _model(f"detectors.{n}", v, problems) for n, v in sections["detectors"].items()}
     tests = {n: _data_set(f"tests.{n}", v, base, False, problems) for n, v in sections["tests"].items()}
     robustness = _robustness(top.get("robustness"), sections["tests"], problems)
+    processes = top.get("processes")
+    if processes is not None and (
+        not isinstance(processes, int) or isinstance(processes, bool) or processes < 1
+    ):
+        problems.append(f"processes: expected a whole number >= 1 or none (the default), got {processes!r}")
     for name, model in models.items():  # every store must hold the crops the detector eats
         if model is None:
             continue
@@ -310,7 +329,7 @@ def parse_spec(data: Any, base: str | os.PathLike[str] = ".") -> BenchmarkSpec:
                     )
     if problems:
         raise ValueError(f"bad benchmark spec: {'; '.join(problems)}")
-    return BenchmarkSpec(trains, models, tests, robustness)  # type: ignore[arg-type]
+    return BenchmarkSpec(trains, models, tests, robustness, processes)  # type: ignore[arg-type]
 
 
 def load_spec(path: str | os.PathLike[str]) -> BenchmarkSpec:
@@ -407,12 +426,129 @@ class _Model:
     sha256: str
 
 
-def _train_one(
-    out: Path, train_name: str, data_set: DataSet, name: str, model_spec: ModelSpec
-) -> tuple[_Model, bool]:
-    """Train (or reuse) one model; ``(model, computed)``."""
+def default_processes() -> int:
+    """Training processes per model when the spec gives none: the CUDA GPUs when there are 2 or more
+    (one process each), else 1 (training in the benchmark's own process)."""
     import torch
 
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return gpus if gpus >= 2 else 1
+
+
+def _setting_text(value: Any) -> str:
+    """A :class:`TrainConfig` value as ``--set KEY=VALUE`` reads it back."""
+    return "none" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def torchrun_command(
+    data_set: DataSet, model_spec: ModelSpec, folder: Path, processes: int, *, resume: bool
+) -> list[str]:
+    """The command that trains ``model_spec`` on ``data_set`` into ``folder`` with ``processes`` DDP
+    processes: ``python -m torch.distributed.run --standalone --nproc_per_node N -m dftoolkit -q train
+    ...``, the same settings, options, frames and splits as a training in this process.
+
+    Args:
+        resume: continue the run in ``folder`` (False: ``--restart``).
+
+    Raises:
+        ValueError: a split is None (the CLI takes named splits only).
+    """
+    if data_set.split is None or data_set.val_split is None:
+        raise ValueError("training under torchrun needs a named split and val_split")
+    config = _train_config(model_spec)
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        str(processes),
+    ]
+    command += ["-m", "dftoolkit", "-q", "train", str(data_set.store), "--out", str(folder)]
+    command += ["--detector", model_spec.detector, "--recipe", model_spec.recipe]
+    if data_set.manifest is not None:
+        command += ["--manifest", str(data_set.manifest)]
+    command += ["--train-split", data_set.split, "--val-split", data_set.val_split]
+    command += ["--frames-per-video", str(model_spec.frames_per_video or 0)]
+    for key, value in model_spec.options.items():
+        command += ["--option", f"{key}={json.dumps(value)}"]
+    for key in model_spec.settings:
+        command += ["--set", f"{key}={_setting_text(getattr(config, key))}"]
+    return command if resume else [*command, "--restart"]
+
+
+def _failure(log: Path) -> str:
+    """The last error line of a training's ``log`` (the CLI's ``error: ...`` or an exception's, from any
+    rank; the launcher's summary after it left out), else its last line."""
+    lines = [line.strip() for line in log.read_text("utf-8", errors="replace").splitlines() if line.strip()]
+    for line in reversed(lines):
+        found = _ERROR_LINE.fullmatch(line)
+        if found:
+            return found[1] or found[2]
+    return lines[-1] if lines else "no output"
+
+
+def _train_torchrun(
+    folder: Path, data_set: DataSet, model_spec: ModelSpec, processes: int, resume: bool
+) -> None:
+    """Train under ``torchrun`` (:func:`torchrun_command`), its output in ``folder/torchrun.log``;
+    a ValueError with the log's last error when it fails."""
+    command = torchrun_command(data_set, model_spec, folder, processes, resume=resume)
+    folder.mkdir(parents=True, exist_ok=True)
+    log = folder / TORCHRUN_LOG
+    with (
+        log.open("w", encoding="utf-8") as sink,
+        subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT) as launcher,
+    ):
+        try:
+            status = launcher.wait()
+        except BaseException:
+            launcher.terminate()  # torchrun passes it on to its processes
+            raise
+    if status:
+        raise ValueError(
+            f"{_failure(log)} ({processes} processes under torchrun, exit status {status}; log: {log})"
+        )
+    skipped = _read_json(folder / "skipped.json")  # the CLI keys it by split name
+    _write_json(
+        folder / "skipped.json", {"train": skipped[data_set.split], "val": skipped[data_set.val_split]}
+    )
+
+
+def _train_here(
+    folder: Path, data_set: DataSet, model_spec: ModelSpec, config: TrainConfig, start: str, resume: bool
+) -> None:
+    """Train in this process."""
+    import torch
+
+    torch.manual_seed(config.seed)
+    model = _build(model_spec)
+    store = FaceStore(data_set.store)
+    manifest = Manifest.read_parquet(data_set.manifest) if data_set.manifest else None
+    sets = [
+        face_dataset(
+            store,
+            model.spec,
+            split=split,
+            train=is_train,
+            manifest=manifest,
+            seed=config.seed,
+            frames_per_video=model_spec.frames_per_video,
+        )
+        for split, is_train in ((data_set.split, True), (data_set.val_split, False))
+    ]
+    train(model, *sets, config, folder, initialisation=start, resume=resume)
+    _write_json(
+        folder / "skipped.json",
+        {split: dict(sorted(s.skipped.items())) for split, s in zip(("train", "val"), sets, strict=True)},
+    )
+
+
+def _train_one(
+    out: Path, train_name: str, data_set: DataSet, name: str, model_spec: ModelSpec, processes: int
+) -> tuple[_Model, bool]:
+    """Train (or reuse) one model, in this process or ``processes`` > 1 under torchrun;
+    ``(model, computed)``."""
     folder = out / "models" / train_name / name
     config = _train_config(model_spec)
     start = f"random (seed {config.seed})"
@@ -431,28 +567,11 @@ def _train_one(
     checkpoint = folder / "checkpoints" / "best.pt"
     computed = not (same and record.get("status") == "finished" and checkpoint.is_file())
     if computed:
-        torch.manual_seed(config.seed)
-        model = _build(model_spec)
-        store = FaceStore(data_set.store)
-        manifest = Manifest.read_parquet(data_set.manifest) if data_set.manifest else None
-        sets = [
-            face_dataset(
-                store,
-                model.spec,
-                split=split,
-                train=is_train,
-                manifest=manifest,
-                seed=config.seed,
-                frames_per_video=model_spec.frames_per_video,
-            )
-            for split, is_train in ((data_set.split, True), (data_set.val_split, False))
-        ]
         _write_json(folder / FINGERPRINT, fingerprint)  # a rerun resumes only the same run
-        train(model, *sets, config, folder, initialisation=start, resume=same)
-        _write_json(
-            folder / "skipped.json",
-            {split: dict(sorted(s.skipped.items())) for split, s in zip(("train", "val"), sets, strict=True)},
-        )
+        if processes > 1:
+            _train_torchrun(folder, data_set, model_spec, processes, resume=same)
+        else:
+            _train_here(folder, data_set, model_spec, config, start, resume=same)
         record = _read_json(folder / TRAIN_FILE)
     trained = f"{checkpoint} (epoch {record['best_epoch']}, trained from {start})"
     return _Model(f"{train_name}/{name}", checkpoint, trained, start, sha256_file(checkpoint)), computed
@@ -574,6 +693,7 @@ class BenchmarkReport:
         computed, reused: ``{"trainings", "perturbed", "scorings"}`` -> the keys done or reused.
         failed: key -> why a training or scoring failed.
         initialisations: ``train/model`` -> how its weights began (``random (seed N)``).
+        processes: training processes per model in this run (> 1: under ``torchrun``).
         files: name -> path of every output file.
     """
 
@@ -586,6 +706,7 @@ class BenchmarkReport:
     reused: dict[str, list[str]] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
     initialisations: dict[str, str] = field(default_factory=dict)
+    processes: int = 1
     files: dict[str, Path] = field(default_factory=dict)
 
     @property
@@ -752,11 +873,14 @@ def run_benchmark(
     reused: dict[str, list[str]] = {"trainings": [], "perturbed": [], "scorings": []}
     failed: dict[str, str] = {}
     models: dict[str, _Model] = {}
+    processes = spec.processes or default_processes()
     pairs = [(t, m) for t in spec.train for m in spec.detectors]
     for train_name, name in progress(pairs, "training", unit="models"):
         key = f"{train_name}/{name}"
         try:
-            model, done = _train_one(out, train_name, spec.train[train_name], name, spec.detectors[name])
+            model, done = _train_one(
+                out, train_name, spec.train[train_name], name, spec.detectors[name], processes
+            )
         except (ValueError, FloatingPointError) as err:
             failed[key] = f"training failed: {' '.join(str(err).split())}"
             continue
@@ -831,7 +955,7 @@ def run_benchmark(
             computed["scorings"].append(outcome.job.key)
 
     report = _tables(out, spec, tests, models, failed)
-    report.computed, report.reused = computed, reused
+    report.computed, report.reused, report.processes = computed, reused, processes
     report.initialisations = {key: model.start for key, model in models.items()}
     _write_outputs(report, spec)
     return report
@@ -928,6 +1052,7 @@ def _write_outputs(report: BenchmarkReport, spec: BenchmarkSpec) -> None:
             "reused": report.reused,
             "failed": report.failed,
             "initialisations": report.initialisations,
+            "processes": report.processes,
             "paths": {
                 "models": {k: str(out / "models" / k) for k in report.initialisations},
                 "scores": str(out / "scores"),
@@ -939,6 +1064,7 @@ def _write_outputs(report: BenchmarkReport, spec: BenchmarkSpec) -> None:
                 "detectors": {n: config_to_dict(m) for n, m in spec.detectors.items()},
                 "tests": {n: config_to_dict(s) for n, s in spec.tests.items()},
                 "robustness": None if spec.robustness is None else config_to_dict(spec.robustness),
+                "processes": spec.processes,
             },
         },
     )

@@ -1,10 +1,12 @@
 """``run_benchmark`` and ``dftoolkit benchmark`` end to end on a real FaceStore: the files, the matrix,
-the robustness suite, reuse on a rerun, only new pairs scored, bad specs named."""
+the robustness suite, reuse on a rerun, only new pairs scored, bad specs named; training under
+``torchrun`` (2 gloo processes) reused like one trained in process, and the default processes."""
 
 from __future__ import annotations
 
 import json
 import math
+import sys
 
 import pandas as pd
 import pytest
@@ -12,9 +14,19 @@ import yaml
 from typer.testing import CliRunner
 
 from dftoolkit.cli import app
-from dftoolkit.detectors import build_detector
+from dftoolkit.config import load_config, parse_pairs, parse_value
+from dftoolkit.detectors import build_detector, detector_recipe
 from dftoolkit.detectors.base import on_meta
-from dftoolkit.detectors.benchmark import load_spec, robustness_store_config, run_benchmark
+from dftoolkit.detectors.benchmark import (
+    DataSet,
+    ModelSpec,
+    default_processes,
+    load_spec,
+    robustness_store_config,
+    run_benchmark,
+    torchrun_command,
+)
+from dftoolkit.detectors.train import TrainConfig
 
 MODELS = {
     "stil": {"detector": "stil", "recipe": "small", "settings": {"epochs": 1, "batch_size": 2}},
@@ -38,17 +50,23 @@ def _spec(folder, tests: dict) -> dict:
     }
 
 
-@pytest.fixture(scope="module")
-def bench(swap_store, tmp_path_factory):
-    """The store's corpus split by target (carphone and its fake train, jesper and its fake validate
-    and test), a spec beside it (relative paths), and one benchmark run."""
-    folder = tmp_path_factory.mktemp("bench")
+def _split_store(swap_store, folder) -> None:
+    """In ``folder``: ``split.parquet``, the store's corpus split by target (carphone and its fake
+    train, jesper and its fake validate and test), and ``store``, a link to the store."""
     split = {"carphone_pristine": "train", "jesper_webcam": "val"}
     manifest = swap_store.manifest().map_records(
         lambda r: r.replace(split=split[r.original_id or r.video_id])
     )
     manifest.write_parquet(folder / "split.parquet")
     (folder / "store").symlink_to(swap_store.root)
+
+
+@pytest.fixture(scope="module")
+def bench(swap_store, tmp_path_factory):
+    """The split store (:func:`_split_store`), a spec beside it (relative paths), and one benchmark
+    run."""
+    folder = tmp_path_factory.mktemp("bench")
+    _split_store(swap_store, folder)
     tests = {"srdf-val": {"store": "store", "manifest": "split.parquet", "split": "val"}}
     path = folder / "spec.yaml"
     path.write_text(yaml.safe_dump(_spec(folder, tests)))
@@ -135,7 +153,7 @@ def test_a_bad_spec_names_every_bad_key_before_any_work(bench, tmp_path):
     spec = _spec(folder, {"x": {"store": str(folder / "nostore"), "split": "test"}})
     spec["detectors"] = {"a": {"detector": "stil", "recpie": "small"}, "b": {"detector": "nosuch"}}
     spec["robustness"] = {"test": "x", "levels": [7]}
-    spec["extra"] = 1
+    spec["extra"], spec["processes"] = 1, 0
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(spec))
     with pytest.raises(ValueError) as caught:
@@ -147,6 +165,7 @@ def test_a_bad_spec_names_every_bad_key_before_any_work(bench, tmp_path):
         "detectors.b.detector",
         "tests.x.store",
         "robustness.levels",
+        "processes: expected a whole number >= 1",
     ):
         assert named in message, named
     result = CliRunner().invoke(app, ["benchmark", str(path), "--out", str(tmp_path / "out")])
@@ -174,3 +193,92 @@ def test_adding_a_test_set_scores_only_it(bench):
     assert not report.computed["trainings"] and not report.computed["perturbed"]
     assert len(report.reused["scorings"]) == 6
     assert report.matrix.shape == (2, 2)
+
+
+def test_two_torchrun_processes_train_a_model_that_a_rerun_reuses(swap_store, tmp_path):
+    _split_store(swap_store, tmp_path)
+    spec = _spec(tmp_path, {"srdf-val": {"store": "store", "manifest": "split.parquet", "split": "val"}})
+    spec |= {"detectors": {"m2tr": MODELS["m2tr"]}, "robustness": None, "processes": 2}
+    path, out = tmp_path / "spec.yaml", tmp_path / "out"
+    path.write_text(yaml.safe_dump(spec))
+    report = run_benchmark(path, out, workers=1, bootstrap=100)
+    assert not report.failed and report.processes == 2
+    assert report.computed["trainings"] == ["srdf/m2tr"] and report.computed["scorings"] == [
+        "srdf/m2tr/srdf-val"
+    ]
+    folder = out / "models" / "srdf" / "m2tr"
+    trained = json.loads((folder / "train.json").read_text())
+    assert trained["processes"] == 2 and trained["device"] == "cpu" and trained["status"] == "finished"
+    assert trained["initialisation"] == "random (seed 0)"
+    assert "checkpoint:" in (folder / "torchrun.log").read_text()  # the CLI's last line
+    recipe = detector_recipe("m2tr", "small")
+    recipe.pop("config")
+    wanted = load_config(TrainConfig, None, {**recipe, **MODELS["m2tr"]["settings"]})
+    assert load_config(TrainConfig, folder) == wanted  # the settings the fingerprint names
+    assert set(json.loads((folder / "skipped.json").read_text())) == {"train", "val"}
+    metrics = json.loads((out / "scores" / "srdf" / "m2tr" / "srdf-val" / "metrics.json").read_text())
+    assert "trained from random (seed 0)" in metrics["initialisation"]
+    _auc_or_reason(report.cross_dataset.iloc[0].to_dict())
+    assert json.loads((out / "benchmark.json").read_text())["processes"] == 2
+
+    for processes in (2, 1):  # however many processes trained it, the model is the same
+        path.write_text(yaml.safe_dump({**spec, "processes": processes}))
+        again = run_benchmark(path, out, workers=1, bootstrap=100)
+        assert not any(again.computed.values()) and again.reused["trainings"] == ["srdf/m2tr"], processes
+        assert again.processes == processes and not again.failed
+        pd.testing.assert_frame_equal(again.cross_dataset, report.cross_dataset)
+
+
+def test_a_failed_torchrun_training_is_recorded_with_its_error(swap_store, tmp_path):
+    _split_store(swap_store, tmp_path)
+    spec = _spec(tmp_path, {"srdf-val": {"store": "store", "manifest": "split.parquet", "split": "val"}})
+    too_big = {**MODELS["m2tr"], "settings": {"epochs": 1, "batch_size": 500}}
+    spec |= {"detectors": {"m2tr": too_big}, "robustness": None, "processes": 2}
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    report = run_benchmark(path, tmp_path / "out", workers=1, bootstrap=100)
+    why = report.failed["srdf/m2tr"]
+    assert why.startswith("training failed: ValueError: the training set's") and "no full batch of 500" in why
+    assert "2 processes under torchrun" in why and "torchrun.log" in why
+    assert report.cross_dataset.reason.tolist() == [why]
+
+
+def test_the_default_is_a_process_per_gpu_from_two_and_the_command_trains_the_same_model(
+    monkeypatch, tmp_path
+):
+    import torch
+
+    if not torch.cuda.is_available():
+        assert default_processes() == 1
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    for gpus, wanted in ((4, 4), (2, 2), (1, 1), (0, 1)):
+        monkeypatch.setattr(torch.cuda, "device_count", lambda gpus=gpus: gpus)
+        assert default_processes() == wanted, gpus
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    model = ModelSpec(
+        "stil", "small", {"epochs": 2, "lr": 3e-4, "amp": False, "clip_grad": None}, {"width": [8, "x"]}, None
+    )
+    data_set = DataSet(tmp_path / "faces", tmp_path / "split.parquet", "fold1", "fold2")
+    command = torchrun_command(data_set, model, tmp_path / "run", default_processes(), resume=False)
+    head = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "4"]
+    assert command[:6] == head
+    assert command[6:11] == ["-m", "dftoolkit", "-q", "train", str(tmp_path / "faces")]
+    pairs = dict(zip(command[11:-1:2], command[12::2], strict=False))
+    assert pairs["--out"] == str(tmp_path / "run") and pairs["--recipe"] == "small"
+    assert pairs["--manifest"] == str(tmp_path / "split.parquet") and pairs["--detector"] == "stil"
+    splits = (pairs["--train-split"], pairs["--val-split"])
+    assert splits == ("fold1", "fold2") and pairs["--frames-per-video"] == "0"  # none: every frame
+    assert command[-1] == "--restart" and "--restart" not in torchrun_command(
+        data_set, model, tmp_path / "run", 4, resume=True
+    )
+    options = [command[i + 1] for i, word in enumerate(command) if word == "--option"]
+    assert {k: parse_value(v) for k, v in parse_pairs(options)} == {"width": [8, "x"]}
+    settings = [command[i + 1] for i, word in enumerate(command) if word == "--set"]
+    recipe = detector_recipe("stil", "small")
+    recipe.pop("config")
+    assert load_config(TrainConfig, None, recipe, settings) == load_config(
+        TrainConfig, None, {**recipe, **model.settings}
+    )
+    assert len(settings) == 4
+    with pytest.raises(ValueError, match="named split"):
+        torchrun_command(DataSet(tmp_path, None, None, "val"), model, tmp_path / "run", 4, resume=True)

@@ -282,3 +282,25 @@ def test_the_default_is_a_process_per_gpu_from_two_and_the_command_trains_the_sa
     assert len(settings) == 4
     with pytest.raises(ValueError, match="named split"):
         torchrun_command(DataSet(tmp_path, None, None, "val"), model, tmp_path / "run", 4, resume=True)
+
+
+def test_difficulty_is_the_mean_auc_of_models_trained_on_other_datasets():
+    """FF++-trained models score Celeb-DF 0.6 and 0.7, SR-DF-trained ones 0.9: Celeb-DF's difficulty is
+    the mean of the four models that never saw it; a set every model saw gets no value, and says why."""
+    from dftoolkit.detectors.benchmark import difficulty
+
+    rows = [
+        ("ffpp", "stil", "celebdf", 0.6),
+        ("ffpp", "m2tr", "celebdf", 0.7),
+        ("srdf", "stil", "celebdf", 0.9),
+        ("srdf", "m2tr", "celebdf", None),  # e.g. one class: not counted
+        ("both", "stil", "celebdf", 0.9),
+        ("ffpp", "stil", "ffpp-test", 0.99),
+        ("both", "stil", "ffpp-test", 0.98),
+    ]
+    table = pd.DataFrame(rows, columns=["train", "model", "test", "auc"])
+    train = {"ffpp": {"ffpp"}, "srdf": {"srdf"}, "both": {"ffpp", "celebdf"}}
+    result = difficulty(table, train, {"celebdf": {"celebdf"}, "ffpp-test": {"ffpp"}})
+    assert result["celebdf"]["mean_auc"] == pytest.approx((0.6 + 0.7 + 0.9) / 3)
+    assert result["celebdf"]["models"] == 3 and "both/stil" not in result["celebdf"]["counted"]
+    assert result["ffpp-test"]["mean_auc"] is None and "sharing no dataset" in result["ffpp-test"]["reason"]

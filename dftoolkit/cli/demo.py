@@ -225,27 +225,27 @@ def _preprocess(
         f"({report.frames_per_second:.0f} frames/s); {report.skipped} already in the store"
     )
     store = report.store
-    console.print(dataframe_table(store.summary(by=("video_id",)), f"yield per video ({store.root})"))
+    yields = store.summary(by=("video_id",))
+    console.print(dataframe_table(yields, f"yield per video ({store.root})"))
     # The 720p screencast's face is a small webcam inset: the hard case (Debian samples only).
     shown = next((r.video_id for r in manifest if r.video_id == "hello_720p"), manifest[0].video_id)
     faces_sheet = out / f"faces_{shown}.png"
     store.sheet(shown, faces_sheet, crops=config.crops, max_frames=8)
     console.print(f"   crops, landmarks and masks of {shown}: {faces_sheet.resolve()}")
     crops = out / "faces_all.png"
-    ok = store.summary(by=("video_id",))
-    kept = [v for v in ok.video_id if int(ok.loc[ok.video_id == v, "ok"].iloc[0]) > 0]
+    kept = yields.video_id[yields.ok > 0]
     write_png(
         crops, contact_sheet([(v, list(store.clip(v, "face", frames=6).transpose(0, 2, 3, 1))) for v in kept])
     )
     sections.append(
         Section(
             "Faces: one FaceStore of crops, landmarks and masks",
-            f"{int(store.summary()['sampled'].sum())} sampled frames of {len(manifest)} videos went through "
+            f"{int(yields.sampled.sum())} sampled frames of {len(manifest)} videos went through "
             "face detection "
             f"({config.backend} with the detection cascade); every frame has a row with its status, and a "
             "frame without a usable face says why. The 720p screencast's face is a small webcam inset: the "
             "cascade still finds it.",
-            tables=[Table(store.summary(by=("video_id",)), "Yield per video (ok / sampled)")],
+            tables=[Table(yields, "Yield per video (ok / sampled)")],
             figures=[
                 Figure(crops, "Face crops of every video (6 frames each, the stored 256 px crops)"),
                 Figure(faces_sheet, f"{shown}: the four crop kinds, their landmarks and masks"),
